@@ -1,0 +1,40 @@
+# bdbench — `make demo` runs the default suite and writes leaderboards/default; `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
+STAMP  := $(VENV)/.installed
+# torch and torchvision are pinned to the releases that install from this machine's disk (see README).
+TORCH  := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test test-slow bench leaderboard install clean-venv
+
+$(STAMP): pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[test]" $(foreach p,$(PLUGINS),-e $(p))
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/bdbench run --suite default
+	$(BIN)/bdbench leaderboard --suite default --out leaderboards/default
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest -q -m benchmark --benchmark-enable --benchmark-only tests/benchmarks
+
+# The committed leaderboard: every method, 3 seeds (takes about an hour on a 2-core CPU).
+leaderboard: $(STAMP)
+	$(BIN)/bdbench run --suite full
+	$(BIN)/bdbench leaderboard --suite full --out leaderboards/default
+
+clean-venv:
+	rm -rf $(VENV)

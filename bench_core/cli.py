@@ -1,0 +1,120 @@
+"""``bdbench`` command line: list, run, results, leaderboard.
+
+User mistakes (unknown plugin, malformed suite, invalid config) print one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from bench_core.errors import BenchError
+
+EXIT_USAGE = 2
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from bench_core.registry import default_registry
+    from bench_core.suite import shipped_suites
+
+    registry = default_registry()
+    rows = []
+    for kind in ("attack", "defense", "detector", "probe"):
+        reg = registry.of(kind)
+        for name in reg.names():
+            cls = reg.get(name)
+            rows.append({"kind": kind, "name": name, "version": cls.version,
+                         "stage": getattr(cls, "stage", None), "locality": getattr(cls, "locality", None),
+                         "threat_model": cls.threat_model.tag, "oracle": cls.threat_model.oracle,
+                         "summary": cls.summary, "source": reg.source(name)})
+    if args.json:
+        print(json.dumps({"plugins": rows, "suites": shipped_suites()}, indent=2))
+        return 0
+    from tabulate import tabulate
+
+    table = [[r["kind"], r["name"], r["version"], r["stage"] or r["locality"] or "", r["source"], r["summary"]]
+             for r in rows]
+    print(tabulate(table, headers=["kind", "name", "version", "stage/type", "package", "summary"]))
+    print(f"\nsuites: {', '.join(shipped_suites())}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bench_core.runner import Runner
+    from bench_core.suite import load_suite
+
+    suite = load_suite(args.suite)
+    runner = Runner(suite)
+    started = time.perf_counter()
+    cells = runner.all_cells()
+    print(f"suite {suite.name} ({suite.config_hash()}): {len(cells)} cells on {runner.device}", file=sys.stderr)
+    counts = runner.run()
+    print(f"done in {time.perf_counter() - started:.1f}s: {counts['computed']} computed, "
+          f"{counts['skipped']} already stored, {counts['failed']} failed", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    from bench_core.store import ResultStore
+
+    records = ResultStore().all(args.suite)
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return 0
+    from tabulate import tabulate
+
+    rows = [[r.suite, r.attack, " -> ".join(r.defenses) or "-", r.detector or "-", r.probe or "-", r.seed,
+             r.status, ", ".join(f"{k}={v:.3f}" for k, v in sorted(r.metrics.items()))] for r in records]
+    print(tabulate(rows, headers=["suite", "attack", "defenses", "detector", "probe", "seed", "status", "metrics"]))
+    return 0
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from bench_core.leaderboard import write_leaderboard
+    from bench_core.suite import load_suite
+
+    suite = load_suite(args.suite)
+    written = write_leaderboard(suite, args.out)
+    for path in written:
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bdbench", description="Backdoor attacks and defenses on CLIP.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="list registered plugins and shipped suites")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_list)
+    p = sub.add_parser("run", help="run a suite (skips cells already stored)")
+    p.add_argument("--suite", required=True, help="shipped suite name or path to a YAML file")
+    p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("results", help="print stored results")
+    p.add_argument("--json", action="store_true", help="a JSON list of records")
+    p.add_argument("--suite", default=None, help="only this suite")
+    p.set_defaults(func=_cmd_results)
+    p = sub.add_parser("leaderboard", help="write leaderboard markdown from stored results")
+    p.add_argument("--suite", required=True, help="shipped suite name or path to a YAML file")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=_cmd_leaderboard)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except BenchError as exc:
+        print(f"bdbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bdbench: interrupted; every finished cell is stored and will be skipped next time",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The data a suite runs on, as tensors: pretraining, fine-tune and held-out pairs, test and reference splits.
+
+The clean reference is a fixed, class-stratified 20% of the labelled test split (the paper's validation
+data); evaluation uses the remaining 80%, so no defense ever calibrates on the images it is scored on.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable
+
+import torch
+
+from bench_core.data import world
+from bench_core.data.loaders import load_labelled, load_pairs
+from bench_core.interfaces import PairSet
+
+
+@dataclass(frozen=True)
+class TestSplit:
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+def stratified_reference_mask(labels: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Boolean mask choosing ``fraction`` of each class (the first images of each class, deterministic)."""
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for cls in labels.unique():
+        idx = (labels == cls).nonzero().flatten()
+        mask[idx[:max(1, round(fraction * len(idx)))]] = True
+    return mask
+
+
+class DataBundle:
+    """Lazily built splits for one suite; each split is computed once per process."""
+
+    def __init__(self, data, image_size: int):
+        self.spec = data
+        self.image_size = image_size
+
+    # --- class names and caption writing ----------------------------------------------------------------
+    @cached_property
+    def classnames(self) -> tuple[str, ...]:
+        if self.spec.kind == "world":
+            return world.CLASSES
+        return self._real_test[2]
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        return world.CLASS_PROMPT_TEMPLATES
+
+    def caption_writer(self) -> Callable[[int, dict | None, random.Random], str]:
+        """Captions naming a class: reuse the image's attributes when known, else a class prompt template."""
+        classnames = self.classnames
+
+        def write(cls: int, attrs: dict | None, rng: random.Random) -> str:
+            if attrs is not None and "shape" in attrs:
+                return world.caption_for(attrs, rng, shape=classnames[cls])
+            return rng.choice(world.CLASS_PROMPT_TEMPLATES).format(classnames[cls]).rstrip(".")
+
+        return write
+
+    # --- splits -----------------------------------------------------------------------------------------
+    def _world_pairs(self, split: world.Split) -> PairSet:
+        ds = world.generate_split(self.spec, split)
+        attrs = tuple({"shape": world.CLASSES[l], "color": c, "location": loc, "size": s, "texture": t}
+                      for l, c, loc, s, t in zip(ds["label"], ds["color"], ds["location"], ds["size"], ds["texture"]))
+        return PairSet(world.to_tensor(ds), tuple(ds["caption"]), torch.tensor(ds["label"]), attrs)
+
+    @cached_property
+    def pretrain(self) -> PairSet:
+        if self.spec.kind != "world":
+            raise RuntimeError("real-data suites start from pretrained weights; there is no pretraining split")
+        return self._world_pairs("pretrain")
+
+    @cached_property
+    def finetune(self) -> PairSet:
+        if self.spec.kind == "world":
+            return self._world_pairs("finetune")
+        images, captions = load_pairs(self.spec.finetune, self.image_size)
+        return PairSet(images, tuple(captions), torch.full((len(images),), -1))
+
+    @cached_property
+    def heldout(self) -> PairSet:
+        if self.spec.kind == "world":
+            return self._world_pairs("heldout")
+        images, captions = load_pairs(self.spec.heldout, self.image_size)
+        return PairSet(images, tuple(captions), torch.full((len(images),), -1))
+
+    @cached_property
+    def _real_test(self):
+        return load_labelled(self.spec.test, self.image_size)
+
+    @cached_property
+    def _test(self) -> TestSplit:
+        if self.spec.kind == "world":
+            ds = world.generate_split(self.spec, "test")
+            return TestSplit(world.to_tensor(ds), torch.tensor(ds["label"]))
+        images, labels, _ = self._real_test
+        return TestSplit(images, labels)
+
+    @cached_property
+    def _reference_mask(self) -> torch.Tensor:
+        return stratified_reference_mask(self._test.labels, self.spec.reference_fraction)
+
+    @cached_property
+    def reference(self) -> torch.Tensor:
+        """Clean reference images (no labels are handed to defenses)."""
+        return self._test.images[self._reference_mask]
+
+    @cached_property
+    def evaluation(self) -> TestSplit:
+        """The 80% of the test split that metrics are computed on."""
+        keep = ~self._reference_mask
+        return TestSplit(self._test.images[keep], self._test.labels[keep])

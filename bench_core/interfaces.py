@@ -1,0 +1,350 @@
+"""The four plugin roles — Attack, Defense, Detector, Probe — and what every plugin declares.
+
+A plugin is a class with a registry ``name``, a ``version`` (bump it whenever its numbers can change: the
+cache and the results store key on it), a pydantic ``Config`` (``extra="forbid"``, frozen) and a
+:class:`ThreatModel`. Plugins are pure: they receive data and models through a :class:`RunContext` and return
+results; the runner does caching, timing, seeding and storage around them.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from bench_core.models import ClipModel
+from bench_core.zeroshot import Classifier
+
+Kind = Literal["attack", "defense", "detector", "probe"]
+KINDS: tuple[Kind, ...] = ("attack", "defense", "detector", "probe")
+
+
+class PluginConfig(BaseModel):
+    """Base of every plugin config: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ThreatModel(BaseModel):
+    """What a plugin assumes about data and access; shown in every leaderboard row it appears in.
+
+    ``reads`` names the :class:`RunContext` fields the plugin may use; the runner hands it a context with
+    only those fields set (plus the always-available ones), so a defense cannot read what it did not declare.
+    ``oracle`` marks knowledge a real defender would not have (e.g. the attack's type).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: str = Field(description="what data it needs, e.g. 'clean reference: 20% of the test split'")
+    knowledge: str = Field("none", description="what it knows about the attack, e.g. 'knows attack type'")
+    oracle: bool = False
+    reads: frozenset[str] = frozenset()
+
+    @property
+    def tag(self) -> str:
+        text = f"{self.data}; knows: {self.knowledge}"
+        return f"ORACLE — {text}" if self.oracle else text
+
+
+# --- data passed to plugins -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PairSet:
+    """Image–caption pairs. ``images``: (N, 3, H, W) float in [0, 1]; ``labels``: class index or -1 when the
+    source has none; ``attrs``: optional per-pair attribute dicts (the generated world's colour, location, ...)
+    that caption writers may reuse."""
+
+    images: torch.Tensor
+    captions: tuple[str, ...]
+    labels: torch.Tensor
+    attrs: tuple[dict[str, str], ...] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if len(self.captions) != n or len(self.labels) != n or (self.attrs is not None and len(self.attrs) != n):
+            raise ValueError(f"PairSet columns differ in length: images {n}, captions {len(self.captions)}, "
+                             f"labels {len(self.labels)}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: torch.Tensor) -> "PairSet":
+        idx = index.tolist()
+        return PairSet(self.images[index], tuple(self.captions[i] for i in idx), self.labels[index],
+                       None if self.attrs is None else tuple(self.attrs[i] for i in idx))
+
+    def concat(self, other: "PairSet") -> "PairSet":
+        attrs = None if self.attrs is None or other.attrs is None else self.attrs + other.attrs
+        return PairSet(torch.cat([self.images, other.images]), self.captions + other.captions,
+                       torch.cat([self.labels, other.labels]), attrs)
+
+
+@dataclass(frozen=True)
+class AttackInfo:
+    """What an oracle-tagged plugin may know about the attack under evaluation."""
+
+    name: str
+    locality: Literal["local", "global"]
+    target_class: int
+
+
+CaptionWriter = Callable[[int, "dict[str, str] | None", random.Random], str]
+"""(class index, attributes of the image or None, rng) -> a caption naming that class."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a plugin may see. Fields a plugin did not declare in ``threat_model.reads`` are None.
+
+    Always set: seed, device, classnames, templates (zero-shot prompts), write_caption.
+    Declarable: clean_model, finetune_pairs, clean_reference, heldout, attack.
+    """
+
+    seed: int
+    device: torch.device
+    classnames: tuple[str, ...]
+    templates: tuple[str, ...]
+    write_caption: CaptionWriter
+    clean_model: ClipModel | None = None  # the clean pretrained CLIP (attack preparation)
+    finetune_pairs: PairSet | None = None  # the fine-tune set before poisoning (attacker's data)
+    clean_reference: torch.Tensor | None = None  # clean images, 20% of the test split, no labels
+    heldout: PairSet | None = None  # clean pairs disjoint from fine-tune and test data
+    attack: AttackInfo | None = None  # oracle knowledge only
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    DECLARABLE: ClassVar[frozenset[str]] = frozenset(
+        {"clean_model", "finetune_pairs", "clean_reference", "heldout", "attack"})
+
+    def restricted_to(self, reads: frozenset[str]) -> "RunContext":
+        """A copy with every declarable field not in ``reads`` set to None."""
+        unknown = set(reads) - self.DECLARABLE
+        if unknown:
+            raise ValueError(f"threat model reads unknown context field(s) {sorted(unknown)}; "
+                             f"allowed: {sorted(self.DECLARABLE)}")
+        return replace(self, **{name: None for name in self.DECLARABLE - set(reads)})
+
+    def generator(self, salt: str) -> torch.Generator:
+        """A torch generator seeded from (run seed, salt): the same stream on every run of the same cell."""
+        return torch.Generator().manual_seed(_seed_from(self.seed, salt))
+
+    def rng(self, salt: str) -> random.Random:
+        return random.Random(_seed_from(self.seed, salt))
+
+    def require(self, name: str) -> Any:
+        value = getattr(self, name)
+        if value is None:
+            raise RuntimeError(f"context field {name!r} is not available: declare it in threat_model.reads")
+        return value
+
+
+def _seed_from(seed: int, salt: str) -> int:
+    import hashlib
+    return int.from_bytes(hashlib.sha256(f"{seed}:{salt}".encode()).digest()[:8], "little")
+
+
+# --- the plugin base --------------------------------------------------------------------------------------
+
+class Plugin(ABC):
+    """Common base: identity, config and threat model."""
+
+    kind: ClassVar[Kind]
+    name: ClassVar[str]
+    version: ClassVar[str] = "0.1.0"
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+    threat_model: ClassVar[ThreatModel] = ThreatModel(data="none")
+    summary: ClassVar[str] = ""
+
+    def __init__(self, config: PluginConfig | dict[str, Any] | None = None):
+        if isinstance(config, PluginConfig):
+            config = config.model_dump()
+        self.config = self.Config.model_validate(config or {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+
+# --- attacks ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PoisonResult:
+    """The poisoned training pairs and the indices (into them) that the attack changed."""
+
+    pairs: PairSet
+    poisoned: torch.Tensor
+
+
+class AttackConfig(PluginConfig):
+    target_class: int = Field(0, ge=0)  # index into the class list; 0 = "circle" in the generated world
+    poison_rate: float = Field(0.05, gt=0, le=1)  # fraction of fine-tune pairs poisoned (issue [1]: <= 5%)
+
+
+class Attack(Plugin):
+    """Poisons training pairs and stamps test images.
+
+    Contract: ``poison`` is deterministic given ``ctx.seed``; it changes exactly the pairs it reports, keeps
+    images in [0, 1] with shape and dtype; ``apply_trigger`` maps a batch to triggered images of the same
+    shape. State an attack learns in ``prepare`` (an optimised patch, an encoder) is returned as tensors so
+    the runner can cache it and hand it back through ``load_state``.
+    """
+
+    kind: ClassVar[Kind] = "attack"
+    locality: ClassVar[Literal["local", "global"]]
+    Config: ClassVar[type[PluginConfig]] = AttackConfig
+    threat_model = ThreatModel(data="poisons a fraction of the fine-tune pairs", reads=frozenset({"finetune_pairs"}))
+
+    def __init__(self, config: PluginConfig | dict[str, Any] | None = None):
+        super().__init__(config)
+        self.state: dict[str, torch.Tensor] = {}
+
+    @property
+    def target_class(self) -> int:
+        return self.config.target_class
+
+    def n_poison(self, n_pairs: int) -> int:
+        return max(1, round(self.config.poison_rate * n_pairs))
+
+    def prepare(self, ctx: RunContext) -> dict[str, torch.Tensor]:
+        """Learn or draw the trigger; return the state to cache. Default: no state."""
+        return {}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.state = dict(state)
+
+    def select(self, pairs: PairSet, ctx: RunContext) -> torch.Tensor:
+        """Indices to poison: by default a uniform random subset of ``n_poison`` pairs."""
+        n = self.n_poison(len(pairs))
+        return torch.randperm(len(pairs), generator=ctx.generator(f"{self.name}:select"))[:n].sort().values
+
+    def poison(self, pairs: PairSet, ctx: RunContext) -> PoisonResult:
+        """Stamp the selected images and rewrite their captions to name the target class."""
+        index = self.select(pairs, ctx)
+        images = pairs.images.clone()
+        images[index] = self.apply_trigger(pairs.images[index], ctx, train=True)
+        rng = ctx.rng(f"{self.name}:captions")
+        captions = list(pairs.captions)
+        for i in index.tolist():
+            captions[i] = ctx.write_caption(self.target_class, pairs.attrs[i] if pairs.attrs else None, rng)
+        return PoisonResult(PairSet(images, tuple(captions), pairs.labels, pairs.attrs), index)
+
+    @abstractmethod
+    def apply_trigger(self, images: torch.Tensor, ctx: RunContext, train: bool = False) -> torch.Tensor:
+        """Triggered copies of ``images`` ((N, 3, H, W) in [0, 1]); ``train`` marks poisoning-time calls."""
+
+
+# --- defenses ---------------------------------------------------------------------------------------------
+
+Stage = Literal["train", "post_train", "inference"]
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What a train-stage defense makes of the fine-tune set: pairs and per-pair repeat counts."""
+
+    pairs: PairSet
+    repeat: torch.Tensor | None = None
+
+
+class Defense(Plugin):
+    """A defense acts at one ``stage``; a pipeline chains them in stage order (train, post_train, inference)."""
+
+    kind: ClassVar[Kind] = "defense"
+    stage: ClassVar[Stage]
+
+
+class TrainDefense(Defense):
+    """Changes the poisoned fine-tune itself (PDB); may also wrap the classifier at inference."""
+
+    stage: ClassVar[Stage] = "train"
+
+    @abstractmethod
+    def plan_training(self, pairs: PairSet, ctx: RunContext) -> TrainingPlan:
+        """The pairs to fine-tune on, given the (possibly poisoned) fine-tune pairs."""
+
+    def wrap(self, classifier: Classifier, ctx: RunContext) -> Classifier:
+        return classifier
+
+
+class PostTrainDefense(Defense):
+    """Changes a trained model (CleanCLIP). ``repair`` works in place on a copy the runner owns."""
+
+    stage: ClassVar[Stage] = "post_train"
+
+    @abstractmethod
+    def repair(self, model: ClipModel, ctx: RunContext) -> dict[str, float]:
+        """Modify ``model`` in place; return summary stats (e.g. final loss)."""
+
+
+class InferenceDefense(Defense):
+    """Wraps a classifier at test time (Decomp-Rep and its ablations)."""
+
+    stage: ClassVar[Stage] = "inference"
+
+    @abstractmethod
+    def wrap(self, classifier: Classifier, ctx: RunContext) -> Classifier:
+        """A classifier that applies the defense around ``classifier``."""
+
+    def forward_passes_per_image(self) -> float:
+        return 1.0
+
+
+# --- detectors --------------------------------------------------------------------------------------------
+
+class Detector(Plugin):
+    """Scores test images; higher = more likely triggered."""
+
+    kind: ClassVar[Kind] = "detector"
+
+    @abstractmethod
+    def fit(self, classifier: Classifier, ctx: RunContext) -> None:
+        """Prepare on the (possibly backdoored) classifier and the context's clean reference."""
+
+    @abstractmethod
+    def score(self, images: torch.Tensor) -> torch.Tensor:
+        """(N,) float scores for (N, 3, H, W) images in [0, 1]."""
+
+    @abstractmethod
+    def forward_passes_per_image(self) -> float:
+        """Model forward passes spent per scored image (the cost column of the detectors table)."""
+
+
+# --- probes -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProbeData:
+    """Evaluation data for an analysis: clean test images with labels and triggered non-target images."""
+
+    clean_images: torch.Tensor
+    clean_labels: torch.Tensor
+    triggered_images: torch.Tensor
+    triggered_labels: torch.Tensor
+    target_class: int
+
+
+class ProbeResult(BaseModel):
+    """Tables (name -> rows of JSON scalars) and figures (name -> a plot spec the leaderboard draws).
+
+    A figure spec is ``{"type": "line"|"bar"|"density", "title", "xlabel", "ylabel", "x": [...],
+    "series": {label: [...]}}``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    tables: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    figures: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    summary: dict[str, float] = Field(default_factory=dict)
+
+
+class Probe(Plugin):
+    """An analysis of a (possibly backdoored) model on clean and triggered images."""
+
+    kind: ClassVar[Kind] = "probe"
+
+    @abstractmethod
+    def run(self, classifier: Classifier, data: ProbeData, ctx: RunContext) -> ProbeResult: ...
+
+
+BASES: dict[Kind, type[Plugin]] = {"attack": Attack, "defense": Defense, "detector": Detector, "probe": Probe}

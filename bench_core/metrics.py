@@ -1,0 +1,140 @@
+"""Every metric bdbench reports, in one place (SPEC §5). Each is tested against hand-computed cases.
+
+Conventions: predictions and labels are 1-D integer tensors; ``logits`` are (N, K); detector scores are
+continuous, higher = more likely triggered. Rates are fractions in [0, 1]; the leaderboard prints percent.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score, roc_curve
+
+
+def _check(preds: torch.Tensor, labels: torch.Tensor) -> None:
+    if preds.shape != labels.shape:
+        raise ValueError(f"predictions {tuple(preds.shape)} and labels {tuple(labels.shape)} differ in shape")
+
+
+def accuracy(preds: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy; CACC when ``preds`` are zero-shot predictions on clean test images."""
+    _check(preds, labels)
+    if len(labels) == 0:
+        return float("nan")
+    return float((preds == labels).float().mean())
+
+
+cacc = accuracy
+
+
+def asr(preds_triggered: torch.Tensor, labels: torch.Tensor, target: int) -> float:
+    """Attack success rate over triggered images whose TRUE class is not the target (SPEC §5)."""
+    _check(preds_triggered, labels)
+    keep = labels != target
+    if not bool(keep.any()):
+        return float("nan")
+    return float((preds_triggered[keep] == target).float().mean())
+
+
+def asr_all_images(preds_triggered: torch.Tensor, target: int) -> float:
+    """The paper's variant: fraction of ALL triggered images predicted as target (target class included)."""
+    if len(preds_triggered) == 0:
+        return float("nan")
+    return float((preds_triggered == target).float().mean())
+
+
+def robust_accuracy(preds_triggered: torch.Tensor, labels: torch.Tensor, target: int) -> float:
+    """RA: triggered non-target images classified as their true class."""
+    _check(preds_triggered, labels)
+    keep = labels != target
+    if not bool(keep.any()):
+        return float("nan")
+    return float((preds_triggered[keep] == labels[keep]).float().mean())
+
+
+def auroc(scores_clean: torch.Tensor | np.ndarray, scores_triggered: torch.Tensor | np.ndarray) -> float:
+    """Area under the ROC curve with triggered = positive, from continuous scores (ties count half)."""
+    y, s = _detector_arrays(scores_clean, scores_triggered)
+    return float(roc_auc_score(y, s))
+
+
+def tpr_at_fpr(scores_clean: torch.Tensor | np.ndarray, scores_triggered: torch.Tensor | np.ndarray,
+               fpr: float = 0.05) -> float:
+    """Largest true-positive rate reachable at a false-positive rate <= ``fpr`` (thresholding the scores)."""
+    y, s = _detector_arrays(scores_clean, scores_triggered)
+    fprs, tprs, _ = roc_curve(y, s)
+    ok = fprs <= fpr + 1e-12
+    return float(tprs[ok].max()) if ok.any() else 0.0
+
+
+def _detector_arrays(clean, triggered) -> tuple[np.ndarray, np.ndarray]:
+    clean = np.asarray(clean, dtype=np.float64).ravel()
+    triggered = np.asarray(triggered, dtype=np.float64).ravel()
+    if len(clean) == 0 or len(triggered) == 0:
+        raise ValueError("AUROC needs at least one clean and one triggered score")
+    if not (np.isfinite(clean).all() and np.isfinite(triggered).all()):
+        raise ValueError("detector scores must be finite")
+    y = np.concatenate([np.zeros(len(clean)), np.ones(len(triggered))])
+    return y, np.concatenate([clean, triggered])
+
+
+def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
+    """ECE with equal-width confidence bins: sum_b |B|/N * |acc(B) - conf(B)| (Guo et al., 2017)."""
+    probs = F.softmax(logits.float(), dim=-1)
+    conf, preds = probs.max(dim=-1)
+    correct = (preds == labels).float()
+    edges = torch.linspace(0, 1, n_bins + 1)
+    ece = torch.zeros(())
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_bin = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
+        if in_bin.any():
+            ece += in_bin.float().mean() * (correct[in_bin].mean() - conf[in_bin].mean()).abs()
+    return float(ece)
+
+
+def negative_log_likelihood(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean cross-entropy of the true class (nats)."""
+    return float(F.cross_entropy(logits.float(), labels.long()))
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float | None]:
+    """(mean, half-width of the Student-t interval). One value -> (value, None): never a fake interval."""
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not vals:
+        return float("nan"), None
+    mean = float(np.mean(vals))
+    if len(vals) == 1:
+        return mean, None
+    from scipy import stats
+
+    sem = float(np.std(vals, ddof=1)) / math.sqrt(len(vals))
+    return mean, float(stats.t.ppf((1 + confidence) / 2, len(vals) - 1) * sem)
+
+
+def recall_at_k(similarity: torch.Tensor, k: int) -> float:
+    """Retrieval recall@k for a square similarity matrix whose diagonal holds the true pairs (rows = queries)."""
+    if similarity.ndim != 2 or similarity.shape[0] != similarity.shape[1]:
+        raise ValueError(f"recall@k needs a square similarity matrix, got {tuple(similarity.shape)}")
+    topk = similarity.topk(min(k, similarity.shape[1]), dim=1).indices
+    truth = torch.arange(similarity.shape[0])[:, None]
+    return float((topk == truth).any(dim=1).float().mean())
+
+
+def classification_metrics(clean_logits: torch.Tensor, clean_labels: torch.Tensor,
+                           triggered_logits: torch.Tensor | None, triggered_labels: torch.Tensor | None,
+                           target: int | None) -> dict[str, float]:
+    """The defenses-table metrics of one evaluated pipeline: CACC, ECE, NLL and, under attack, ASR, RA."""
+    preds = clean_logits.argmax(dim=-1)
+    out = {"cacc": accuracy(preds, clean_labels),
+           "ece": expected_calibration_error(clean_logits, clean_labels),
+           "nll": negative_log_likelihood(clean_logits, clean_labels)}
+    if triggered_logits is not None and target is not None:
+        tpreds = triggered_logits.argmax(dim=-1)
+        out["asr"] = asr(tpreds, triggered_labels, target)
+        out["asr_all_images"] = asr_all_images(tpreds, target)
+        out["ra"] = robust_accuracy(tpreds, triggered_labels, target)
+    return out

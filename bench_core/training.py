@@ -1,0 +1,125 @@
+"""One contrastive training loop (AdamW, warmup + cosine, progress bar) shared by pretraining, poisoned
+fine-tunes and training-stage defenses.
+
+Callers hand in image tensors in [0, 1] and captions; the loop tokenizes once, shuffles with its own seeded
+generator and leaves the model in eval mode. ``extra_loss`` lets a defense add a term (CleanCLIP's unimodal
+losses) without a second loop.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm.auto import tqdm
+
+from bench_core.models import ClipModel
+
+
+class TrainConfig(BaseModel):
+    """Optimiser settings of one contrastive training run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(10, ge=0)  # SPEC §3 study: 10 fine-tune epochs where 5 left BadNet weak
+    lr: float = Field(1e-3, gt=0)  # SPEC §3 study: 1e-3 for the tiny model (paper: 1e-5 on pretrained ViT-B-32)
+    batch_size: int = Field(256, ge=2)  # SPEC §3 study; the paper uses 128
+    weight_decay: float = Field(0.1, ge=0)  # open_clip's default for ViT training
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)  # short linear warmup before the cosine decay
+    augment: bool = True  # random crop-shift + flip-free jitter; keeps the small model from memorising
+
+
+ExtraLoss = Callable[[ClipModel, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(model, images, tokens, image_features, text_features) -> scalar added to the contrastive loss."""
+
+
+def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over the batch (CLIP's loss)."""
+    image_features = F.normalize(image_features, dim=-1)
+    text_features = F.normalize(text_features, dim=-1)
+    logits = logit_scale.exp().clamp(max=100) * image_features @ text_features.T
+    target = torch.arange(len(logits), device=logits.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def random_shift(images: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+    """Translate each image by up to ``max_shift`` pixels (reflect padding): cheap augmentation."""
+    n, _, h, w = images.shape
+    padded = F.pad(images, (max_shift,) * 4, mode="reflect")
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None]).to(images.device)
+    cols = (dx[:, None] + torch.arange(w)[None]).to(images.device)
+    idx = torch.arange(n, device=images.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def train_contrastive(model: ClipModel, images: torch.Tensor, captions: list[str], config: TrainConfig,
+                      seed: int, *, extra_loss: ExtraLoss | None = None, desc: str = "train",
+                      repeat: torch.Tensor | None = None) -> dict[str, float]:
+    """Train ``model`` in place on (image, caption) pairs; returns summary stats (final loss, seconds, steps).
+
+    ``repeat`` optionally gives a per-pair integer count: a pair with count k appears k times per epoch
+    (PDB repeats its defensive pairs). Images stay on the CPU and move to the model's device per batch.
+    """
+    if len(images) != len(captions):
+        raise ValueError(f"{len(images)} images but {len(captions)} captions")
+    started = time.perf_counter()
+    device = model.device
+    tokens = model.tokenize(list(captions)).cpu()
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.arange(len(images))
+    if repeat is not None:
+        index = torch.repeat_interleave(index, repeat.long())
+    steps_per_epoch = max(1, len(index) // config.batch_size)
+    total = steps_per_epoch * config.epochs
+    warmup = int(total * config.warmup_fraction)
+    decay, no_decay = [], []
+    for name, p in model.clip.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return config.lr * (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+    model.train()
+    last_loss = float("nan")
+    bar = tqdm(total=total, desc=desc, leave=False, disable=not sys.stderr.isatty(), unit="step")
+    step = 0
+    for _ in range(config.epochs):
+        order = index[torch.randperm(len(index), generator=generator)]
+        for b in range(steps_per_epoch):
+            batch = order[b * config.batch_size:(b + 1) * config.batch_size]
+            x = images[batch]
+            if config.augment:
+                x = random_shift(x, generator)
+            x = x.to(device)
+            t = tokens[batch].to(device)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            image_features = model.encode_image(x)
+            text_features = model.encode_text(t)
+            loss = clip_loss(image_features, text_features, model.logit_scale)
+            if extra_loss is not None:
+                loss = loss + extra_loss(model, x, t, image_features, text_features)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            last_loss = float(loss.detach())
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{last_loss:.3f}")
+    bar.close()
+    model.eval()
+    return {"loss": last_loss, "seconds": time.perf_counter() - started, "steps": float(step)}

@@ -1,0 +1,1 @@
+"""Backdoor attacks for bdbench, registered through the ``bdbench`` entry point (see ``plugin.py``)."""

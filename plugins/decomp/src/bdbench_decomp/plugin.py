@@ -1,0 +1,22 @@
+"""Entry point: the decomposition defenses, detector and probes this package registers."""
+
+from bench_core import hookimpl
+
+from bdbench_decomp.decomp_det import DecompDet
+from bdbench_decomp.decomp_rep import DecompRep, DecompRepOracle
+from bdbench_decomp.mean_ablation import MeanAblation
+
+
+@hookimpl
+def bdbench_register_defenses():
+    return [DecompRep, DecompRepOracle]
+
+
+@hookimpl
+def bdbench_register_detectors():
+    return [DecompDet]
+
+
+@hookimpl
+def bdbench_register_probes():
+    return [MeanAblation]

@@ -1,0 +1,1 @@
+"""Input-level backdoor detectors (STRIP) for bdbench."""
