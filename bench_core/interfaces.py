@@ -171,10 +171,12 @@ class Plugin(ABC):
 
 @dataclass(frozen=True)
 class PoisonResult:
-    """The poisoned training pairs and the indices (into them) that the attack changed."""
+    """The poisoned training pairs, the indices (into them) that the attack changed, and statistics the
+    leaderboard reports (e.g. ``target_class_fraction`` for Label-Consistent)."""
 
     pairs: PairSet
     poisoned: torch.Tensor
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 class AttackConfig(PluginConfig):
@@ -207,8 +209,15 @@ class Attack(Plugin):
     def n_poison(self, n_pairs: int) -> int:
         return max(1, round(self.config.poison_rate * n_pairs))
 
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    """Named config presets, e.g. ``{"paper": {...224 px settings...}}``; the class defaults are the
+    default suite's."""
+
     def prepare(self, ctx: RunContext) -> dict[str, torch.Tensor]:
-        """Learn or draw the trigger; return the state to cache. Default: no state."""
+        """Learn or draw the trigger; return the state to cache. Default: no state.
+
+        0-dim tensors under keys starting with ``metric_`` (``metric_bit_accuracy``) are reported by the
+        runner next to the attack's results."""
         return {}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:

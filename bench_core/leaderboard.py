@@ -141,17 +141,19 @@ def detectors_table(board: Board) -> str:
             for rec in board.ok(cells):
                 costs.append(rec.cost.get("forward_passes_per_image", float("nan")))
                 ms.append(rec.cost.get("ms_per_image", float("nan")))
-        row += [fmt(costs, percent=False, digits=0), fmt(ms, percent=False, digits=2)]
+        row += [f"{sum(costs) / len(costs):.0f}" if costs else DASH, f"{sum(ms) / len(ms):.2f}" if ms else DASH]
         rows.append(row)
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
 def probe_tables(board: Board) -> str:
     parts = []
-    for name in board.runner.probes:
-        parts.append(f"## {name}\n")
+    for probe, pipeline in board.runner.probes:
+        name = probe.name
+        names = tuple(d.name for d in pipeline)
+        parts.append(f"## {name}" + (f" on {' → '.join(names)}" if names else "") + "\n")
         for attack in (a for a in board.attacks if a != NO_ATTACK):
-            recs = board.ok(board.select(kind="probe", attack=attack, probe=name))
+            recs = board.ok(board.select(kind="probe", attack=attack, probe=name, pipeline=names))
             if not recs:
                 parts.append(f"### {attack}\n\n{DASH} (not stored)\n")
                 continue

@@ -115,6 +115,14 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
     return mean, float(stats.t.ppf((1 + confidence) / 2, len(vals) - 1) * sem)
 
 
+def psnr(reference: torch.Tensor, distorted: torch.Tensor, peak: float = 1.0) -> float:
+    """Mean over images of the peak signal-to-noise ratio in dB (images in [0, peak]); identical -> inf."""
+    if reference.shape != distorted.shape:
+        raise ValueError(f"PSNR needs equal shapes, got {tuple(reference.shape)} and {tuple(distorted.shape)}")
+    mse = (reference.float() - distorted.float()).pow(2).flatten(1).mean(dim=1)
+    return float((10 * torch.log10(peak ** 2 / mse)).mean())
+
+
 def recall_at_k(similarity: torch.Tensor, k: int) -> float:
     """Retrieval recall@k for a square similarity matrix whose diagonal holds the true pairs (rows = queries)."""
     if similarity.ndim != 2 or similarity.shape[0] != similarity.shape[1]:
@@ -138,3 +146,10 @@ def classification_metrics(clean_logits: torch.Tensor, clean_labels: torch.Tenso
         out["asr_all_images"] = asr_all_images(tpreds, target)
         out["ra"] = robust_accuracy(tpreds, triggered_labels, target)
     return out
+
+
+def retrieval_metrics(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> dict[str, float]:
+    """Image->text and text->image recall@1 and @5 for paired embeddings (row i of each is one pair)."""
+    sim = F.normalize(image_embeddings.float(), dim=-1) @ F.normalize(text_embeddings.float(), dim=-1).T
+    return {"i2t_r1": recall_at_k(sim, 1), "i2t_r5": recall_at_k(sim, 5),
+            "t2i_r1": recall_at_k(sim.T, 1), "t2i_r5": recall_at_k(sim.T, 5)}

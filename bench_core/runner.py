@@ -23,10 +23,10 @@ from bench_core import __version__ as CORE_VERSION
 from bench_core.cache import Cache, content_key, state_dict_tensors
 from bench_core.data.bundle import DataBundle
 from bench_core.interfaces import (
-    Attack, AttackInfo, Defense, Detector, InferenceDefense, PairSet, Plugin, PostTrainDefense, Probe, ProbeData,
-    RunContext, TrainDefense,
+    Attack, AttackInfo, Defense, Detector, InferenceDefense, PairSet, Plugin, PoisonResult, PostTrainDefense, Probe,
+    ProbeData, RunContext, TrainDefense,
 )
-from bench_core.metrics import auroc, classification_metrics, tpr_at_fpr
+from bench_core.metrics import auroc, classification_metrics, psnr, retrieval_metrics, tpr_at_fpr
 from bench_core.models import ClipModel, build_model, pick_device
 from bench_core.registry import PluginRegistry, default_registry
 from bench_core.store import ResultRecord, ResultStore
@@ -72,7 +72,8 @@ class Runner:
         self.attacks: dict[str, Attack] = {a.name: self._create("attack", a) for a in suite.attacks}
         self.pipelines: list[tuple[Defense, ...]] = [self._pipeline(p) for p in suite.pipelines]
         self.detectors: dict[str, Detector] = {d.name: self._create("detector", d) for d in suite.detectors}
-        self.probes: dict[str, Probe] = {p.name: self._create("probe", p) for p in suite.probes}
+        self.probes: list[tuple[Probe, tuple[Defense, ...]]] = [
+            (self._create("probe", p), self._pipeline(p.pipeline)) for p in suite.probes]
 
     # --- set-up ---------------------------------------------------------------------------------------------
     def _create(self, kind: str, ref: PluginRef) -> Plugin:
@@ -111,8 +112,8 @@ class Runner:
         if attack is not None:
             cells += [Cell(self._cell_key("detector", seed, attack, [d]), "detector", seed, name, detector=d.name)
                       for d in self.detectors.values()]
-            cells += [Cell(self._cell_key("probe", seed, attack, [p]), "probe", seed, name, probe=p.name)
-                      for p in self.probes.values()]
+            cells += [Cell(self._cell_key("probe", seed, attack, [p, *pipe]), "probe", seed, name,
+                           tuple(d.name for d in pipe), probe=p.name) for p, pipe in self.probes]
         return cells
 
     def all_cells(self) -> list[Cell]:
@@ -252,20 +253,34 @@ class _AttackRun:
         return self.r.context(self.seed, reads, clean_model=self.clean_model if "clean_model" in reads else None)
 
     @cached_property
+    def poisoning(self) -> PoisonResult | None:
+        if self.prepared_attack is None:
+            return None
+        return self.prepared_attack.poison(self.r.data.finetune, self.attack_ctx)
+
+    @property
     def training_pairs(self) -> PairSet:
         """The fine-tune pairs as the victim receives them (poisoned unless attack is none)."""
-        pairs = self.r.data.finetune
-        if self.prepared_attack is None:
-            return pairs
-        return self.prepared_attack.poison(pairs, self.attack_ctx).pairs
+        return self.r.data.finetune if self.poisoning is None else self.poisoning.pairs
+
+    @cached_property
+    def attack_metrics(self) -> dict[str, float]:
+        """Per-attack numbers reported with every eval cell: poison count, PSNR, the attack's own stats."""
+        if self.attack is None:
+            return {}
+        out = {"attack_psnr_db": psnr(self.r.data.evaluation.images, self.triggered),
+               "attack_n_poison": float(len(self.poisoning.poisoned)),
+               "attack_poison_fraction": len(self.poisoning.poisoned) / len(self.r.data.finetune)}
+        out.update({f"attack_{k}": float(v) for k, v in self.poisoning.stats.items()})
+        out.update({f"attack_{k.removeprefix('metric_')}": float(v) for k, v in self.prepared_attack.state.items()
+                    if k.startswith("metric_") and v.ndim == 0})
+        return out
 
     @cached_property
     def triggered(self) -> torch.Tensor:
         """Triggered copies of the evaluation images (all classes; metrics filter the target class)."""
         images = self.r.data.evaluation.images
-        test_ctx = self.r.context(self.seed + 10_000, self.attack.threat_model.reads, clean_model=None) \
-            if "clean_model" not in self.attack.threat_model.reads else self.attack_ctx
-        return self.prepared_attack.apply_trigger(images, test_ctx, train=False).clamp(0, 1)
+        return self.prepared_attack.apply_trigger(images, self.attack_ctx, train=False).clamp(0, 1)
 
     def model_for(self, defenses: tuple[Defense, ...]) -> ClipModel:
         """The model after the train and post-train defenses of ``defenses`` (inference ones excluded)."""
@@ -319,7 +334,9 @@ class _AttackRun:
             return self._eval_cell(cell)
         if cell.kind == "detector":
             return self._detector_cell(self.r.detectors[cell.detector])
-        return self._probe_cell(self.r.probes[cell.probe])
+        probe, pipeline = next((p, pipe) for p, pipe in self.r.probes
+                               if p.name == cell.probe and tuple(d.name for d in pipe) == cell.pipeline)
+        return self._probe_cell(probe, pipeline)
 
     def _eval_cell(self, cell: Cell) -> tuple[dict, dict, dict, dict]:
         pipeline = next(p for p in self.r.pipelines if tuple(d.name for d in p) == cell.pipeline)
@@ -332,6 +349,9 @@ class _AttackRun:
         trig_logits = batched_logits(clf, self.triggered, bs) if self.attack else None
         target = self.attack.target_class if self.attack else None
         metrics = classification_metrics(clean_logits, ev.labels, trig_logits, ev.labels, target)
+        metrics.update(self.attack_metrics)
+        if self.r.suite.evaluation.retrieval:
+            metrics.update(self._retrieval(clf))
         payload: dict = {"threat_models": {d.name: d.threat_model.tag for d in pipeline},
                          "oracle": any(d.threat_model.oracle for d in pipeline)}
         if self.attack is None and not pipeline:
@@ -345,6 +365,15 @@ class _AttackRun:
         cost = {"seconds": seconds, "ms_per_image": 1000 * seconds / max(1, len(ev.images)),
                 "forward_passes_per_image": passes}
         return metrics, cost, payload, self.r.versions(pipeline)
+
+    def _retrieval(self, clf: Classifier) -> dict[str, float]:
+        pairs = self.r.data.retrieval
+        bs = self.r.suite.evaluation.batch_size
+        with torch.no_grad():
+            img = torch.cat([clf.image_embeddings(pairs.images[i:i + bs]).cpu() for i in range(0, len(pairs), bs)])
+            txt = torch.cat([clf.model.encode_text(list(pairs.captions[i:i + bs])).cpu()
+                             for i in range(0, len(pairs), bs)])
+        return retrieval_metrics(img, txt)
 
     def _sample(self, n: int, salt: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Up to ``n`` clean evaluation indices and ``n`` triggered non-target indices (fixed per seed)."""
@@ -370,8 +399,8 @@ class _AttackRun:
                    "n_clean": len(clean_idx), "n_triggered": len(trig_idx)}
         return metrics, cost, payload, self.r.versions([detector])
 
-    def _probe_cell(self, probe: Probe) -> tuple[dict, dict, dict, dict]:
-        clf = self.classifier_for(())
+    def _probe_cell(self, probe: Probe, pipeline: tuple[Defense, ...]) -> tuple[dict, dict, dict, dict]:
+        clf = self.classifier_for(pipeline)
         clean_idx, trig_idx = self._sample(self.r.suite.evaluation.probe_samples, "probe")
         ev = self.r.data.evaluation
         data = ProbeData(ev.images[clean_idx], ev.labels[clean_idx], self.triggered[trig_idx], ev.labels[trig_idx],
@@ -381,4 +410,4 @@ class _AttackRun:
         cost = {"seconds": time.perf_counter() - started}
         payload = result.model_dump(mode="json")
         payload["locality"] = self.attack.locality
-        return dict(result.summary), cost, payload, self.r.versions([probe])
+        return dict(result.summary), cost, payload, self.r.versions([probe, *pipeline])

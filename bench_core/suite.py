@@ -43,6 +43,12 @@ class PluginRef(BaseModel):
         return f"{self.name}({args})"
 
 
+class ProbeRef(PluginRef):
+    """A probe, optionally run on a defended model: ``pipeline`` lists the defenses applied first."""
+
+    pipeline: list[PluginRef] = Field(default_factory=list)
+
+
 class RealData(BaseModel):
     """Real data for the paper preset: fine-tune pairs, a labelled test split, held-out clean pairs."""
 
@@ -52,6 +58,7 @@ class RealData(BaseModel):
     finetune: SourceSpec
     test: SourceSpec
     heldout: SourceSpec
+    retrieval: SourceSpec | None = None  # clean pairs for recall@k; None skips retrieval metrics
     reference_fraction: float = Field(0.2, gt=0, lt=1)  # paper: 20% of the test split as clean validation
 
 
@@ -64,6 +71,7 @@ class WorldData(WorldConfig):
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    retrieval: bool = True  # image<->text recall@1/@5 on the retrieval split for every defense row
     detector_samples: int = Field(400, ge=10)  # clean and triggered test images scored per detector cell
     probe_samples: int = Field(600, ge=10)  # clean and triggered images per probe cell
     batch_size: int = Field(256, ge=1)
@@ -83,7 +91,7 @@ class Suite(BaseModel):
     attacks: list[PluginRef] = Field(default_factory=list)
     pipelines: list[list[PluginRef]] = Field(default_factory=lambda: [[]])
     detectors: list[PluginRef] = Field(default_factory=list)
-    probes: list[PluginRef] = Field(default_factory=list)
+    probes: list[ProbeRef] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     evaluation: EvalConfig = EvalConfig()
     device: str = "auto"  # auto = CUDA when present, CPU otherwise

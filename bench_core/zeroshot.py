@@ -68,10 +68,15 @@ class ZeroShotClassifier:
         return scale * F.normalize(embeddings, dim=-1) @ self.class_weights.T
 
     @torch.no_grad()
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
+    def image_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """Embeddings after the input transform and any embedder swap (what retrieval compares)."""
         if self.input_transform is not None:
             images = self.input_transform(images)
-        out = self.logits_from_embeddings(self.embed(images))
+        return self.embed(images)
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.logits_from_embeddings(self.image_embeddings(images))
         return self.output_map(out) if self.output_map is not None else out
 
 

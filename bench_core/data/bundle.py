@@ -90,6 +90,16 @@ class DataBundle:
         return PairSet(images, tuple(captions), torch.full((len(images),), -1))
 
     @cached_property
+    def retrieval(self) -> PairSet:
+        """Clean pairs reserved for retrieval recall@k (never trained on by any defense)."""
+        if self.spec.kind == "world":
+            return self._world_pairs("retrieval")
+        if self.spec.retrieval is None:
+            raise RuntimeError("this real-data suite names no retrieval split")
+        images, captions = load_pairs(self.spec.retrieval, self.image_size)
+        return PairSet(images, tuple(captions), torch.full((len(images),), -1))
+
+    @cached_property
     def _real_test(self):
         return load_labelled(self.spec.test, self.image_size)
 

@@ -57,8 +57,8 @@ CLASS_PROMPT_TEMPLATES: tuple[str, ...] = (
 )
 """Zero-shot prompt templates; class embeddings are the normalised mean over these."""
 
-Split = Literal["pretrain", "finetune", "test", "heldout"]
-_SPLIT_SALT: dict[str, int] = {"pretrain": 11, "finetune": 23, "test": 37, "heldout": 41}
+Split = Literal["pretrain", "finetune", "test", "heldout", "retrieval"]
+_SPLIT_SALT: dict[str, int] = {"pretrain": 11, "finetune": 23, "test": 37, "heldout": 41, "retrieval": 53}
 
 
 class WorldConfig(BaseModel):
@@ -70,7 +70,8 @@ class WorldConfig(BaseModel):
     n_pretrain: int = Field(20000, ge=10)  # clean pretraining pairs for the clean model
     n_finetune: int = Field(5000, ge=10)  # fine-tune pairs the attacker poisons (SPEC §3 study: 5k)
     n_test: int = Field(1250, ge=10)  # labelled test split; 20% of it is the clean reference (paper §5)
-    n_heldout: int = Field(1000, ge=10)  # clean pairs disjoint from the rest (CleanCLIP, PDB oracle, retrieval)
+    n_heldout: int = Field(1000, ge=10)  # clean pairs disjoint from the rest (CleanCLIP, PDB oracle reserve)
+    n_retrieval: int = Field(500, ge=10)  # clean pairs used only to measure retrieval recall@k
     reference_fraction: float = Field(0.2, gt=0, lt=1)  # paper: 20% of the test split as clean validation
     seed: int = 0  # the world is a fixed data set; run seeds vary poisoning and training, not the world
 
@@ -170,13 +171,13 @@ def caption_for(attrs: dict[str, str], rng: random.Random, shape: str | None = N
 def generate_split(config: WorldConfig, split: Split) -> datasets.Dataset:
     """Generate one split as a ``datasets.Dataset`` with columns image, caption, label and the attributes."""
     n = {"pretrain": config.n_pretrain, "finetune": config.n_finetune,
-         "test": config.n_test, "heldout": config.n_heldout}[split]
+         "test": config.n_test, "heldout": config.n_heldout, "retrieval": config.n_retrieval}[split]
     seed = config.seed * 1000 + _SPLIT_SALT[split]
     rng = np.random.default_rng(seed)
     prng = random.Random(seed)
     rows: dict[str, list] = {k: [] for k in ("image", "caption", "label", "color", "location", "size", "texture")}
     for i in range(n):
-        label = i % len(CLASSES) if split in ("test", "heldout") else int(rng.integers(len(CLASSES)))
+        label = i % len(CLASSES) if split in ("test", "heldout", "retrieval") else int(rng.integers(len(CLASSES)))
         attrs = {
             "shape": CLASSES[label],
             "color": prng.choice(list(COLORS)),
