@@ -1,0 +1,66 @@
+"""CLI: list/results JSON shapes and one-line errors with exit status 2."""
+
+import json
+
+import pytest
+
+from bench_core.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_json(capsys):
+    code, out, _ = run(capsys, "list", "--json")
+    data = json.loads(out)
+    names = {(p["kind"], p["name"]) for p in data["plugins"]}
+    assert code == 0 and ("attack", "badnet") in names and ("detector", "strip") in names
+    assert {"default", "quick", "full"} <= set(data["suites"])
+    oracle = [p for p in data["plugins"] if p["name"] == "decomp_rep.oracle"][0]
+    assert oracle["oracle"] and "ORACLE" in oracle["threat_model"]
+
+
+def test_unknown_suite(capsys):
+    code, _, err = run(capsys, "run", "--suite", "defualt")
+    assert code == 2 and err.count("\n") == 1 and "'defualt'" in err and "did you mean 'default'" in err
+
+
+def test_unknown_plugin_in_suite(capsys, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nattacks: [badnte]\n")
+    code, _, err = run(capsys, "run", "--suite", str(path))
+    assert code == 2 and err.count("\n") == 1 and "unknown attack 'badnte'; did you mean 'badnet'?" in err
+
+
+def test_malformed_suite(capsys, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: [unclosed\n")
+    code, _, err = run(capsys, "run", "--suite", str(path))
+    assert code == 2 and err.count("\n") == 1 and "not valid YAML" in err
+    path.write_text("name: s\nseedz: [1]\n")
+    code, _, err = run(capsys, "run", "--suite", str(path))
+    assert code == 2 and err.count("\n") == 1 and "seedz" in err and "Extra inputs are not permitted" in err
+
+
+def test_invalid_config_value(capsys, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nattacks: [{name: blended, config: {alpha: 1.5}}]\n")
+    code, _, err = run(capsys, "run", "--suite", str(path))
+    assert code == 2 and err.count("\n") == 1 and "alpha = 1.5" in err and "less than 1" in err
+    path.write_text("name: s\nfinetune: {lr: -1}\n")
+    code, _, err = run(capsys, "run", "--suite", str(path))
+    assert code == 2 and "finetune.lr = -1" in err and "greater than 0" in err
+
+
+def test_results_json_fields(capsys, tmp_path):
+    from bench_core.store import ResultRecord, ResultStore
+
+    ResultStore().put(ResultRecord(key="k", suite="s", model="m", attack="none", seed=0, status="ok",
+                                   config_hash="h", metrics={"cacc": 0.5}))
+    code, out, _ = run(capsys, "results", "--json")
+    rec = json.loads(out)[0]
+    assert code == 0
+    assert {"suite", "model", "attack", "defenses", "detector", "probe", "seed", "status", "metrics", "cost"} <= set(rec)
