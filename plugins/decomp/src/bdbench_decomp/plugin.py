@@ -2,14 +2,18 @@
 
 from bench_core import hookimpl
 
+from bdbench_decomp.ablations import ABLATIONS
 from bdbench_decomp.decomp_det import DecompDet
 from bdbench_decomp.decomp_rep import DecompRep, DecompRepOracle
+from bdbench_decomp.epsilon_sweep import EpsilonSweep
+from bdbench_decomp.head_similarity import HeadSimilarity
+from bdbench_decomp.head_transplant import HeadTransplant
 from bdbench_decomp.mean_ablation import MeanAblation
 
 
 @hookimpl
 def bdbench_register_defenses():
-    return [DecompRep, DecompRepOracle]
+    return [DecompRep, DecompRepOracle, *ABLATIONS]
 
 
 @hookimpl
@@ -19,4 +23,4 @@ def bdbench_register_detectors():
 
 @hookimpl
 def bdbench_register_probes():
-    return [MeanAblation]
+    return [MeanAblation, EpsilonSweep, HeadSimilarity, HeadTransplant]

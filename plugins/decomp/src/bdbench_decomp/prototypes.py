@@ -37,14 +37,25 @@ class Prototypes:
         """(N, H) bool: last-layer heads whose similarity falls below their threshold."""
         return self.head_similarity(d) < self.head_epsilon
 
+    def to(self, device: torch.device | str) -> "Prototypes":
+        """A copy with every tensor on ``device``."""
+        return Prototypes(self.mean.to(device), self.head_epsilon.to(device), self.mlp_epsilon.to(device))
+
 
 def fit_prototypes(model: ClipModel, reference: torch.Tensor, quantile: float) -> Prototypes:
     """Decompose the clean reference, average it, and calibrate thresholds at the given quantile."""
     if len(reference) < 2:
         raise ValueError(f"the clean reference needs at least 2 images, got {len(reference)}")
-    d = decompose_batched(model, reference)
-    mean = d.mean()
-    protos = Prototypes(mean, torch.zeros(d.n_heads), torch.zeros(d.n_layers))
+    return fit_from_decomposition(decompose_batched(model, reference), quantile)
+
+
+def fit_from_decomposition(d: Decomposition, quantile: float) -> Prototypes:
+    """Prototypes and thresholds from an already decomposed clean reference ``d`` (N >= 2 images).
+
+    Lets a caller that sweeps ``quantile`` (the epsilon_sweep probe) decompose the reference once."""
+    if len(d.embed) < 2:
+        raise ValueError(f"the clean reference needs at least 2 images, got {len(d.embed)}")
+    protos = Prototypes(d.mean(), torch.zeros(d.n_heads), torch.zeros(d.n_layers))
     protos.head_epsilon = torch.quantile(protos.head_similarity(d), quantile, dim=0)
     protos.mlp_epsilon = torch.quantile(protos.mlp_similarity(d), quantile, dim=0)
     return protos
