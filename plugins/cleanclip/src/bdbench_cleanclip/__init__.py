@@ -1,0 +1,1 @@
+"""CleanCLIP (Bansal et al., ICCV 2023) for bdbench: a post-training defense."""
