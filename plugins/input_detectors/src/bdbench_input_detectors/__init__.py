@@ -1,1 +1,1 @@
-"""Input-level backdoor detectors (STRIP) for bdbench."""
+"""Input-level backdoor detectors (STRIP, SCALE-UP, TeCo) for bdbench."""

@@ -2,9 +2,11 @@
 
 from bench_core import hookimpl
 
+from bdbench_input_detectors.scale_up import ScaleUp
 from bdbench_input_detectors.strip import Strip
+from bdbench_input_detectors.teco import TeCo
 
 
 @hookimpl
 def bdbench_register_detectors():
-    return [Strip]
+    return [Strip, ScaleUp, TeCo]
