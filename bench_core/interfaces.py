@@ -157,6 +157,9 @@ class Plugin(ABC):
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     threat_model: ClassVar[ThreatModel] = ThreatModel(data="none")
     summary: ClassVar[str] = ""
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    """Named config presets, e.g. ``{"paper": {...224 px settings...}}``; the class defaults are the
+    default suite's. A suite entry ``{name: x, preset: paper, config: {...}}`` applies config over the preset."""
 
     def __init__(self, config: PluginConfig | dict[str, Any] | None = None):
         if isinstance(config, PluginConfig):
@@ -208,10 +211,6 @@ class Attack(Plugin):
 
     def n_poison(self, n_pairs: int) -> int:
         return max(1, round(self.config.poison_rate * n_pairs))
-
-    presets: ClassVar[dict[str, dict[str, Any]]] = {}
-    """Named config presets, e.g. ``{"paper": {...224 px settings...}}``; the class defaults are the
-    default suite's."""
 
     def prepare(self, ctx: RunContext) -> dict[str, torch.Tensor]:
         """Learn or draw the trigger; return the state to cache. Default: no state.

@@ -21,6 +21,8 @@ from bench_core.store import ResultRecord, ResultStore
 from bench_core.suite import Suite
 
 DASH = "—"
+RATE_TAGS = ("cacc", "asr", "acc", "auroc", "tpr", "fraction", "below_eps", "ra_", "recall")
+"""Probe-table columns whose name contains one of these are rates, printed in percent."""
 
 
 def fmt(values: Iterable[float], percent: bool = True, digits: int = 1) -> str:
@@ -146,7 +148,10 @@ def detectors_table(board: Board) -> str:
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
-def probe_tables(board: Board) -> str:
+def probe_tables(board: Board, figures_dir: Path | None = None) -> str:
+    """Per probe and attack: its tables averaged over seeds, and its figures (first seed) as linked PNGs."""
+    from bench_core.figures import render
+
     parts = []
     for probe, pipeline in board.runner.probes:
         name = probe.name
@@ -162,6 +167,13 @@ def probe_tables(board: Board) -> str:
                 parts.append(f"### {attack} ({locality}) — {table_name}\n")
                 parts.append(_merge_table_over_seeds([r.payload["tables"][table_name] for r in recs]))
                 parts.append("")
+            for fig_name, spec in recs[0].payload.get("figures", {}).items():
+                if figures_dir is None:
+                    continue
+                suffix = "_".join(names).replace(".", "-")
+                file = f"{name}_{attack}_{fig_name}{'_' + suffix if suffix else ''}.png"
+                render(spec, figures_dir / file)
+                parts.append(f"![{name} {attack} {fig_name}](figures/{file})\n")
     return "\n".join(parts)
 
 
@@ -173,7 +185,9 @@ def _merge_table_over_seeds(tables: list[list[dict]]) -> str:
         out = {}
         for key, value in row.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                out[key] = fmt([t[i][key] for t in tables if i < len(t)], percent=True)
+                rate = any(tag in key for tag in RATE_TAGS)
+                out[key + (" %" if rate else "")] = fmt([t[i][key] for t in tables if i < len(t)], percent=rate,
+                                                          digits=1 if rate else 3)
             else:
                 out[key] = value
         rows.append(out)
@@ -214,8 +228,11 @@ def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None =
         "AUROC (TPR at 5% FPR) in percent, from continuous scores: clean test images vs triggered non-target "
         "test images. Cost: model forward passes and milliseconds per scored image. Shaped like the paper's "
         "Table 2.\n", detectors_table(board), ""])
-    files["probes.md"] = "\n".join([board.header(f"Probes — {suite.name}"), probe_tables(board), ""])
+    files["probes.md"] = "\n".join([board.header(f"Probes — {suite.name}"), probe_tables(board, out / "figures"), ""])
     files["runs.md"] = "\n".join([board.header(f"Stored runs — {suite.name}"), runs_table(board), ""])
+    from bench_core.gallery import write_galleries
+
+    galleries = write_galleries(board.runner, out / "figures")
     clean = board.ok(board.select(kind="eval", attack=NO_ATTACK, pipeline=()))
     pretrained = fmt([r.metrics["cacc_pretrained"] for r in clean if "cacc_pretrained" in r.metrics])
     files["README.md"] = "\n".join([
@@ -225,7 +242,9 @@ def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None =
         "- [Defenses](defenses.md) (paper Table 1)",
         "- [Detectors](detectors.md) (paper Table 2)",
         "- [Probes](probes.md) (paper Fig. 1)",
-        "- [Stored runs](runs.md)", ""])
+        "- [Stored runs](runs.md)", "",
+        "## Trigger galleries\n",
+        *(f"![{name}](figures/{path.name})\n" for name, path in galleries.items()), ""])
     paths = []
     for name, text in files.items():
         path = out / name

@@ -91,13 +91,17 @@ class PluginRegistry:
         return {"attack": self.attacks, "defense": self.defenses,
                 "detector": self.detectors, "probe": self.probes}[kind]
 
-    def create(self, kind: Kind, name: str, config: dict | None = None) -> Plugin:
-        """Instantiate plugin ``name`` with ``config``; config errors become one-line BenchErrors."""
+    def create(self, kind: Kind, name: str, config: dict | None = None, preset: str | None = None) -> Plugin:
+        """Instantiate plugin ``name`` with ``config`` applied over ``preset``; errors are one-line BenchErrors."""
         from pydantic import ValidationError
 
         from bench_core.errors import config_error
 
         cls = self.of(kind).get(name)
+        if preset is not None:
+            if preset not in cls.presets:
+                raise unknown_name_error(f"preset of {kind} {name!r}", preset, cls.presets)
+            config = {**cls.presets[preset], **(config or {})}
         try:
             return cls(config)
         except ValidationError as exc:

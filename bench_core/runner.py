@@ -77,7 +77,7 @@ class Runner:
 
     # --- set-up ---------------------------------------------------------------------------------------------
     def _create(self, kind: str, ref: PluginRef) -> Plugin:
-        return self.registry.create(kind, ref.name, ref.config)
+        return self.registry.create(kind, ref.name, ref.config, ref.preset)
 
     def _pipeline(self, refs: list[PluginRef]) -> tuple[Defense, ...]:
         from bench_core.errors import BenchError
@@ -148,6 +148,12 @@ class Runner:
         self.log(f"  pretrained in {stats['seconds']:.0f}s, final loss {stats['loss']:.3f}")
         self.cache.save(self.clean_model_key, state_dict_tensors(model.clip), {"stats": stats})
         return model
+
+    def attack_key(self, attack: Attack | None, seed: int) -> str:
+        """Cache key of an attack's prepared state (trigger, encoder, patch) for one seed."""
+        if attack is None:
+            return NO_ATTACK
+        return content_key("attack_state", attack.name, attack.version, attack.config, (self.clean_model_key, str(seed)))
 
     def context(self, seed: int, reads: frozenset[str], attack: Attack | None = None,
                 clean_model: ClipModel | None = None) -> RunContext:
@@ -226,10 +232,7 @@ class _AttackRun:
 
     @cached_property
     def attack_key(self) -> str:
-        if self.attack is None:
-            return NO_ATTACK
-        return content_key("attack_state", self.attack.name, self.attack.version, self.attack.config,
-                           (self.r.clean_model_key, str(self.seed)))
+        return self.r.attack_key(self.attack, self.seed)
 
     @cached_property
     def prepared_attack(self) -> Attack | None:

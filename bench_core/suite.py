@@ -29,18 +29,13 @@ class PluginRef(BaseModel):
 
     name: str
     config: dict[str, Any] = Field(default_factory=dict)
+    preset: str | None = None  # a named preset of the plugin (e.g. "paper"); config overrides it
 
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
 
-    @property
-    def label(self) -> str:
-        if not self.config:
-            return self.name
-        args = ",".join(f"{k}={v}" for k, v in sorted(self.config.items()))
-        return f"{self.name}({args})"
 
 
 class ProbeRef(PluginRef):

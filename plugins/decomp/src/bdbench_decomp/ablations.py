@@ -157,8 +157,8 @@ class RandomHeads(RepairDefense):
     Config = RandomHeadsConfig
     summary = "repair randomly chosen last-layer heads with prototypes, Decomp-Rep's count (paper Random AHs)"
 
-    def fit(self, model: ClipModel, ctx: RunContext) -> CountedPrototypes:
-        d = decompose_batched(model, ctx.require("clean_reference"))
+    def fit(self, model: ClipModel, reference: torch.Tensor, ctx: RunContext) -> CountedPrototypes:
+        d = decompose_batched(model, reference)
         p = fit_from_decomposition(d, self.epsilon_quantile)
         count = max(1, round(float(p.infected_heads(d).sum(dim=1).float().mean())))
         return CountedPrototypes(p.mean, p.head_epsilon, p.mlp_epsilon, count)

@@ -43,13 +43,16 @@ class RepairDefense(InferenceDefense):
         """The config's threshold quantile; variants that select no heads by threshold have none (default)."""
         return getattr(self.config, "epsilon_quantile", DEFAULT_EPSILON_QUANTILE)
 
-    def fit(self, model: ClipModel, ctx: RunContext) -> Prototypes:
-        """Prototypes and thresholds from the context's clean reference (override to learn more from it)."""
-        return fit_prototypes(model, ctx.require("clean_reference"), self.epsilon_quantile)
+    def fit(self, model: ClipModel, reference: torch.Tensor, ctx: RunContext) -> Prototypes:
+        """Prototypes and thresholds from the clean reference images (override to learn more from them)."""
+        return fit_prototypes(model, reference, self.epsilon_quantile)
 
     def wrap(self, classifier: ZeroShotClassifier, ctx: RunContext) -> ZeroShotClassifier:
         model = classifier.model
-        protos = self.fit(model, ctx).to(model.device)
+        reference = ctx.require("clean_reference")
+        if classifier.input_transform is not None:  # e.g. PDB stamps its trigger: prototypes must see it too
+            reference = classifier.input_transform(reference.to(model.device))
+        protos = self.fit(model, reference, ctx).to(model.device)
 
         def embedder(images: torch.Tensor) -> torch.Tensor:
             return self.edit_batch(images, decompose(model, images), protos, ctx).total()
