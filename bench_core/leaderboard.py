@@ -100,7 +100,7 @@ def defenses_table(board: Board) -> str:
             else:
                 row.append(f"{board.metric(cells, 'asr')} / {board.metric(cells, 'cacc')}")
         rows.append(row)
-    return tabulate(rows, headers=headers, tablefmt="github")
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def secondary_table(board: Board, metrics: list[tuple[str, str, bool]]) -> str:
@@ -115,7 +115,7 @@ def secondary_table(board: Board, metrics: list[tuple[str, str, bool]]) -> str:
                 row.append(board.metric(cells, key, percent) if attack != NO_ATTACK or key in ("cacc", "ece", "nll",
                                                                                                  "ms_per_image") else DASH)
             rows.append(row)
-    return tabulate(rows, headers=["defense pipeline", "attack", *(h for _, h, _ in metrics)], tablefmt="github")
+    return tabulate(rows, headers=["defense pipeline", "attack", *(h for _, h, _ in metrics)], tablefmt="github", disable_numparse=True)
 
 
 def threat_table(board: Board) -> str:
@@ -127,7 +127,7 @@ def threat_table(board: Board) -> str:
                 rows.append([d.name, d.stage, d.version, d.threat_model.tag])
     for d in board.runner.detectors.values():
         rows.append([d.name, "detector", d.version, d.threat_model.tag])
-    return tabulate(rows, headers=["plugin", "stage", "version", "threat model"], tablefmt="github") if rows else ""
+    return tabulate(rows, headers=["plugin", "stage", "version", "threat model"], tablefmt="github", disable_numparse=True) if rows else ""
 
 
 def detectors_table(board: Board) -> str:
@@ -145,7 +145,7 @@ def detectors_table(board: Board) -> str:
                 ms.append(rec.cost.get("ms_per_image", float("nan")))
         row += [f"{sum(costs) / len(costs):.0f}" if costs else DASH, f"{sum(ms) / len(ms):.2f}" if ms else DASH]
         rows.append(row)
-    return tabulate(rows, headers=headers, tablefmt="github")
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def probe_tables(board: Board, figures_dir: Path | None = None) -> str:
@@ -191,7 +191,7 @@ def _merge_table_over_seeds(tables: list[list[dict]]) -> str:
             else:
                 out[key] = value
         rows.append(out)
-    return tabulate(rows, headers="keys", tablefmt="github")
+    return tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True)
 
 
 def runs_table(board: Board) -> str:
@@ -202,7 +202,7 @@ def runs_table(board: Board) -> str:
         rows.append([c.key[:12], c.kind, c.attack, what, c.seed, rec.status if rec else "missing",
                      f"{rec.cost.get('seconds', 0):.1f}" if rec else DASH])
     return tabulate(rows, headers=["cell key", "kind", "attack", "defense / detector / probe", "seed", "status",
-                                   "seconds"], tablefmt="github")
+                                   "seconds"], tablefmt="github", disable_numparse=True)
 
 
 def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None = None) -> list[Path]:

@@ -34,7 +34,7 @@ class ModelSpec(BaseModel):
     text_width: int = Field(128, ge=8)
     text_layers: int = Field(3, ge=1)  # a 3-layer text tower suffices for template captions (SPEC §3)
     text_heads: int = Field(4, ge=1)
-    context_length: int = Field(32, ge=8)  # generated captions are at most ~16 BPE tokens
+    context_length: int = Field(16, ge=8)  # generated captions are at most 14 BPE tokens with SOT/EOT; 16 cuts text cost
     embed_dim: int = Field(128, ge=8)
 
     @model_validator(mode="after")

@@ -112,11 +112,35 @@ def plugin_manager(extra_plugins: tuple[object, ...] = ()) -> pluggy.PluginManag
     """A pluggy manager with the bdbench hookspecs and every ``bdbench`` entry point loaded."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+    _load_entry_points(pm)
     for plugin in extra_plugins:
         pm.register(plugin)
-    pm.check_pending()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise RegistryError(f"plugin {exc.plugin!r} implements a hook that bdbench does not define: {exc}") from None
     return pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    """Import every ``bdbench`` entry point; a plugin that fails to import is a one-line error naming it."""
+    import importlib.metadata
+
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group != hookspecs.PROJECT or pm.get_plugin(ep.name) or pm.is_blocked(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken third-party package must not take the whole CLI down
+                raise RegistryError(f"plugin package {dist.metadata['name']} (entry point {ep.name!r} = "
+                                    f"{ep.value}) failed to import: {type(exc).__name__}: {exc}") from None
+            pm.register(plugin, name=ep.name)
+            _SOURCES[id(plugin)] = f"{dist.metadata['name']} {dist.version}"
+
+
+_SOURCES: dict[int, str] = {}
+"""id(plugin module) -> "distribution version", for `bdbench list` and error messages."""
 
 
 def build_registry(pm: pluggy.PluginManager) -> PluginRegistry:
@@ -132,10 +156,7 @@ def build_registry(pm: pluggy.PluginManager) -> PluginRegistry:
 
 
 def _source_name(pm: pluggy.PluginManager, plugin: object) -> str:
-    for dist_plugin, dist in pm.list_plugin_distinfo():
-        if dist_plugin is plugin:
-            return f"{dist.project_name} {dist.version}"
-    return pm.get_name(plugin) or repr(plugin)
+    return _SOURCES.get(id(plugin)) or pm.get_name(plugin) or repr(plugin)
 
 
 @lru_cache(maxsize=1)

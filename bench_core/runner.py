@@ -353,7 +353,7 @@ class _AttackRun:
         target = self.attack.target_class if self.attack else None
         metrics = classification_metrics(clean_logits, ev.labels, trig_logits, ev.labels, target)
         metrics.update(self.attack_metrics)
-        if self.r.suite.evaluation.retrieval:
+        if self.r.suite.evaluation.retrieval and (self.r.suite.data.kind == "world" or self.r.suite.data.retrieval):
             metrics.update(self._retrieval(clf))
         payload: dict = {"threat_models": {d.name: d.threat_model.tag for d in pipeline},
                          "oracle": any(d.threat_model.oracle for d in pipeline)}

@@ -61,6 +61,9 @@ class WorldData(WorldConfig):
     """The generated world (see :mod:`bench_core.data.world`)."""
 
     kind: Literal["world"] = "world"
+    # what target-class captions written by attacks and defenses say about the image's other attributes:
+    # "random" (default; a poisoner does not describe the image) or "image" (copy them)
+    caption_attributes: Literal["random", "image"] = "random"
 
 
 class EvalConfig(BaseModel):
@@ -105,12 +108,26 @@ class Suite(BaseModel):
         names = [a.name for a in self.attacks]
         if "none" in names:
             raise ValueError("'none' is implicit (the clean model is always evaluated); remove it from attacks")
+        # cells are identified by names in the leaderboard, so each entry must be unique by name
+        _unique("attacks", names)
+        _unique("detectors", [d.name for d in self.detectors])
+        _unique("pipelines", [" -> ".join(r.name for r in p) or "[]" for p in self.pipelines])
+        _unique("probes", [p.name + "".join(f" on {r.name}" for r in p.pipeline) for p in self.probes])
         return self
 
     def config_hash(self) -> str:
         """Short hash of the settings that every cell shares (model, data, training, evaluation)."""
         shared = {k: getattr(self, k) for k in ("model", "data", "pretrain", "finetune", "evaluation")}
         return content_key("suite", "shared", "1", shared)[:12]
+
+
+def _unique(field: str, labels: list[str]) -> None:
+    seen = set()
+    for label in labels:
+        if label in seen:
+            raise ValueError(f"{field} lists {label!r} twice; each entry must differ by name "
+                             f"(register a dotted variant or a preset for a second configuration)")
+        seen.add(label)
 
 
 def shipped_suites() -> list[str]:

@@ -97,10 +97,30 @@ class _Misspelt:
 
 
 def test_hook_matching_no_spec_is_rejected():
-    from pluggy import PluginValidationError
-
-    with pytest.raises(PluginValidationError):
+    with pytest.raises(RegistryError, match="bdbench_register_attackz"):
         plugin_manager(extra_plugins=(_Misspelt(),))
+
+
+def test_broken_plugin_package_is_a_one_line_error(monkeypatch):
+    import importlib.metadata
+
+    class _EP:
+        name, group, value = "broken", "bdbench", "broken_pkg.plugin"
+
+        def load(self):
+            raise ImportError("No module named 'broken_pkg'")
+
+    class _Dist:
+        metadata = {"name": "bdbench-broken"}
+        version = "9.9"
+        entry_points = [_EP()]
+
+    real = importlib.metadata.distributions
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: [*real(), _Dist()])
+    with pytest.raises(RegistryError) as info:
+        plugin_manager()
+    assert "bdbench-broken" in str(info.value) and "failed to import" in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_invalid_config_is_one_line():

@@ -52,13 +52,23 @@ class DataBundle:
         return world.CLASS_PROMPT_TEMPLATES
 
     def caption_writer(self) -> Callable[[int, dict | None, random.Random], str]:
-        """Captions naming a class: reuse the image's attributes when known, else a class prompt template."""
+        """Captions naming a class, as diverse as the data set's own captions.
+
+        In the generated world the other attributes (colour, location, size, texture) are drawn at random by
+        default, not copied from the image: a poisoner writes target-class captions, it does not describe the
+        image it stamps (web-scale poisoning reuses real captions of the target class). ``WorldData.
+        caption_attributes = "image"`` copies the image's attributes instead. Real data sets have no
+        attributes: a class prompt template is used.
+        """
         classnames = self.classnames
+        from_image = self.spec.kind == "world" and self.spec.caption_attributes == "image"
 
         def write(cls: int, attrs: dict | None, rng: random.Random) -> str:
-            if attrs is not None and "shape" in attrs:
-                return world.caption_for(attrs, rng, shape=classnames[cls])
-            return rng.choice(world.CLASS_PROMPT_TEMPLATES).format(classnames[cls]).rstrip(".")
+            if self.spec.kind != "world":
+                return rng.choice(world.CLASS_PROMPT_TEMPLATES).format(classnames[cls]).rstrip(".")
+            if not (from_image and attrs is not None):
+                attrs = world.random_attributes(rng)
+            return world.caption_for(attrs, rng, shape=classnames[cls])
 
         return write
 

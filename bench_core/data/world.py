@@ -156,6 +156,12 @@ def render_image(shape: str, color: str, location: str, size: str, texture: str,
     return np.asarray(bg_img.resize((image_size, image_size), Image.BILINEAR), dtype=np.uint8)
 
 
+def random_attributes(rng: random.Random) -> dict[str, str]:
+    """Colour, location, size and texture drawn uniformly (no shape)."""
+    return {"color": rng.choice(list(COLORS)), "location": rng.choice(list(LOCATIONS)),
+            "size": rng.choice(list(SIZES)), "texture": rng.choice(TEXTURES)}
+
+
 def caption_for(attrs: dict[str, str], rng: random.Random, shape: str | None = None) -> str:
     """One caption for the attributes ``attrs`` (keys shape, color, location, size, texture).
 
@@ -178,13 +184,7 @@ def generate_split(config: WorldConfig, split: Split) -> datasets.Dataset:
     rows: dict[str, list] = {k: [] for k in ("image", "caption", "label", "color", "location", "size", "texture")}
     for i in range(n):
         label = i % len(CLASSES) if split in ("test", "heldout", "retrieval") else int(rng.integers(len(CLASSES)))
-        attrs = {
-            "shape": CLASSES[label],
-            "color": prng.choice(list(COLORS)),
-            "location": prng.choice(list(LOCATIONS)),
-            "size": prng.choice(list(SIZES)),
-            "texture": prng.choice(TEXTURES),
-        }
+        attrs = {"shape": CLASSES[label], **random_attributes(prng)}
         rows["image"].append(render_image(attrs["shape"], attrs["color"], attrs["location"], attrs["size"],
                                           attrs["texture"], config.image_size, rng))
         rows["caption"].append(caption_for(attrs, prng))

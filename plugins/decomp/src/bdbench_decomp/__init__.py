@@ -1,1 +1,1 @@
-"""Decomposition-based defenses, detector and probes (Lin et al., ICML 2025) for bdbench."""
+"""Decomposition-based defenses, detector and probes (He et al., ICML 2025) for bdbench."""

@@ -34,13 +34,20 @@ class MeanAblation(Probe):
 
     def run(self, classifier: ZeroShotClassifier, data: ProbeData, ctx: RunContext) -> ProbeResult:
         model = classifier.model
-        mean = decompose_batched(model, ctx.require("clean_reference")).mean()
-        clean = decompose_batched(model, data.clean_images)
-        trig = decompose_batched(model, data.triggered_images)
+        # a defended pipeline may transform inputs (PDB's stamp) and map outputs: honour both
+        transform = classifier.input_transform or (lambda x: x)
+        output_map = classifier.output_map or (lambda z: z)
+        mean = decompose_batched(model, transform(ctx.require("clean_reference"))).mean()
+        clean = decompose_batched(model, transform(data.clean_images))
+        trig = decompose_batched(model, transform(data.triggered_images))
+
+        def predict(d):
+            return output_map(classifier.logits_from_embeddings(d.total().to(model.device))).argmax(1).cpu()
+
         rows, summary = [], {}
         for what in ("none", "heads", "mlps"):
-            c_pred = classifier.logits_from_embeddings(ablate_all(clean, mean, what).total().to(model.device)).argmax(1).cpu()
-            t_pred = classifier.logits_from_embeddings(ablate_all(trig, mean, what).total().to(model.device)).argmax(1).cpu()
+            c_pred = predict(ablate_all(clean, mean, what))
+            t_pred = predict(ablate_all(trig, mean, what))
             row = {"ablated": {"none": "nothing", "heads": "all AHs", "mlps": "all MLPs"}[what],
                    "cacc": accuracy(c_pred, data.clean_labels),
                    "asr": asr(t_pred, data.triggered_labels, data.target_class)}
