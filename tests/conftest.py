@@ -20,6 +20,11 @@ TINY_SPEC = ModelSpec(arch="tiny", image_size=16, patch_size=8, width=32, layers
 TINY_WORLD = dict(kind="world", image_size=16, n_pretrain=60, n_finetune=80, n_test=50, n_heldout=30)
 
 
+# Tiny models gain nothing from a second thread, and on a shared 2-core machine two threads per process can be
+# many times slower than one (thread oversubscription); results also differ slightly between thread counts.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _hermetic_home(tmp_path, monkeypatch):
     """Every test gets its own cache and results store."""

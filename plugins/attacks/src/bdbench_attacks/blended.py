@@ -20,6 +20,10 @@ class Blended(Attack):
     Config = BlendedConfig
     locality = "global"
     summary = "whole-image noise pattern blended at ratio 0.2 (Chen et al., 2017)"
+    presets = {
+        # paper appendix D.1: blend ratio 0.2 (also the default), 1,500 of 500K CC3M pairs poisoned
+        "paper": {"alpha": 0.2, "poison_rate": 0.003},
+    }
 
     def prepare(self, ctx: RunContext) -> dict[str, torch.Tensor]:
         pairs = ctx.require("finetune_pairs")

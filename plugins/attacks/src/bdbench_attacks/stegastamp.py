@@ -1,0 +1,140 @@
+"""A small StegaStamp-like encoder–decoder (Tancik et al., 2020), trained from scratch for ISSBA.
+
+The encoder maps (image, secret bits) to a residual that is added to the image; the decoder reads the bits
+back from the encoded image. Both are fully convolutional up to a fixed-size pooling, so one architecture
+serves any image size, and neither uses batch statistics: an image's residual does not depend on the rest
+of its batch. Training draws a fresh random secret per image (as StegaStamp does): with one fixed secret the
+decoder could output it for every input, clean or not, and the residual would collapse to zero.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench_core.metrics import psnr
+
+
+class Encoder(nn.Module):
+    """(image in [0, 1], bits in {0, 1}) -> residual of the image's shape (unbounded; trained to be small)."""
+
+    def __init__(self, bits: int, width: int, grid: int = 8):
+        super().__init__()
+        self.grid = grid
+        self.secret = nn.Linear(bits, 3 * grid * grid)  # StegaStamp: a dense layer to a low-res map, upsampled
+        self.inp = nn.Conv2d(6, width, 3, padding=1)
+        self.down = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
+        self.mid = nn.Conv2d(2 * width, 2 * width, 3, padding=1)
+        self.fuse = nn.Conv2d(2 * width + width + 6, width, 3, padding=1)  # U-Net skip from the input level
+        self.out = nn.Conv2d(width, 3, 1)
+
+    def forward(self, images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = images.shape
+        code = self.secret(bits - 0.5).view(n, 3, self.grid, self.grid)
+        code = F.interpolate(code, size=(h, w), mode="nearest")
+        x = torch.cat([images - 0.5, code], dim=1)
+        f1 = F.relu(self.inp(x))
+        f2 = F.relu(self.mid(F.relu(self.down(f1))))
+        up = F.interpolate(f2, size=(h, w), mode="nearest")
+        return self.out(F.relu(self.fuse(torch.cat([up, f1, x], dim=1))))
+
+
+class Decoder(nn.Module):
+    """Encoded image -> one logit per secret bit."""
+
+    def __init__(self, bits: int, width: int, pooled: int = 4):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(pooled))
+        self.head = nn.Sequential(nn.Linear(2 * width * pooled * pooled, 128), nn.ReLU(), nn.Linear(128, bits))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images - 0.5).flatten(1))
+
+
+@dataclass(frozen=True)
+class StegaSettings:
+    bits: int
+    width: int
+    steps: int
+    batch_size: int
+    lr: float
+    l2_weight: float
+    l2_start: float  # earliest fraction of the steps at which the L2 weight starts to rise
+    l2_full: float  # the rise lasts (l2_full - l2_start) of the steps
+    l2_gate: float  # ... and starts only once the decoder reads this fraction of the bits (running mean)
+
+
+@dataclass(frozen=True)
+class StegaReport:
+    bit_accuracy: float  # fixed secret, held images
+    psnr_db: float  # encoded vs clean held images
+    clean_bit_accuracy: float  # decoder on clean held images vs the fixed secret (chance: ~0.5)
+    l2_from_step: int | None  # where the L2 weight started to rise (None: the decoder never read the bits)
+    final_loss: float
+    seconds: float
+
+
+def encode(encoder: Encoder, images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+    """Encoded images ``clamp(x + encoder(x, bits), 0, 1)``; ``bits`` is (B,) for all images or (N, B)."""
+    if bits.ndim == 1:
+        bits = bits.expand(len(images), -1)
+    return (images + encoder(images, bits)).clamp(0, 1)
+
+
+def train_stegastamp(images: torch.Tensor, held: torch.Tensor, secret: torch.Tensor, settings: StegaSettings,
+                     generator: torch.Generator, device: torch.device | str = "cpu"
+                     ) -> tuple[Encoder, Decoder, StegaReport]:
+    """Train encoder and decoder on ``images`` with random secrets; report on ``held`` with ``secret``.
+
+    Loss = BCE(decoded bits) + w(t) * mean squared residual. w stays 0 until ``l2_start`` of the steps have
+    passed and the decoder reads ``l2_gate`` of the training bits, then rises linearly to ``l2_weight`` over
+    ``l2_full - l2_start`` of the steps. StegaStamp ramps its image losses too: a residual penalised before
+    the decoder can read it collapses to zero (seen here with a fixed schedule on small data). All
+    randomness (initialisation, batches, secrets) comes from ``generator``.
+    """
+    s = settings
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
+        encoder, decoder = Encoder(s.bits, s.width), Decoder(s.bits, s.width)
+    encoder.to(device).train()
+    decoder.to(device).train()
+    opt = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=s.lr)
+    ramp = max(1.0, (s.l2_full - s.l2_start) * s.steps)
+    gate: int | None = None  # the step at which the L2 weight starts to rise
+    reading = 0.5  # running mean of the training bit accuracy
+    loss = torch.zeros(())
+    for step in range(s.steps):
+        idx = torch.randint(0, len(images), (s.batch_size,), generator=generator)
+        x = images[idx].to(device)
+        bits = torch.randint(0, 2, (s.batch_size, s.bits), generator=generator).float().to(device)
+        residual = encoder(x, bits)
+        logits = decoder((x + residual).clamp(0, 1))
+        reading = 0.9 * reading + 0.1 * float(((logits > 0).float() == bits).float().mean())
+        if gate is None and step >= s.l2_start * s.steps and reading >= s.l2_gate:
+            gate = step
+        weight = 0.0 if gate is None else s.l2_weight * min(1.0, (step - gate) / ramp)
+        loss = F.binary_cross_entropy_with_logits(logits, bits) + weight * residual.pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    encoder.eval()
+    decoder.eval()
+    with torch.no_grad():
+        held = held.to(device)
+        encoded = encode(encoder, held, secret.to(device))
+        truth = secret.to(device).expand(len(held), -1)
+        report = StegaReport(
+            bit_accuracy=float(((decoder(encoded) > 0).float() == truth).float().mean()),
+            psnr_db=psnr(held.cpu(), encoded.cpu()),
+            clean_bit_accuracy=float(((decoder(held) > 0).float() == truth).float().mean()), l2_from_step=gate,
+            final_loss=float(loss), seconds=time.perf_counter() - started)
+    return encoder.cpu(), decoder.cpu(), report
