@@ -126,7 +126,7 @@ def _unique(field: str, labels: list[str]) -> None:
     for label in labels:
         if label in seen:
             raise ValueError(f"{field} lists {label!r} twice; each entry must differ by name "
-                             f"(register a dotted variant or a preset for a second configuration)")
+                             f"(register a dotted variant of the plugin for a second configuration)")
         seen.add(label)
 
 

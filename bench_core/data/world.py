@@ -165,8 +165,8 @@ def random_attributes(rng: random.Random) -> dict[str, str]:
 def caption_for(attrs: dict[str, str], rng: random.Random, shape: str | None = None) -> str:
     """One caption for the attributes ``attrs`` (keys shape, color, location, size, texture).
 
-    ``shape`` overrides the named class: poisoning attacks use it to write a target-class caption that still
-    describes the rest of the image, so poisoned captions are as diverse as clean ones.
+    ``shape`` overrides the named class: caption writers use it to write a target-class caption (with the
+    image's attributes, or random ones — see ``DataBundle.caption_writer``) as diverse as clean captions.
     """
     fields = dict(attrs)
     if shape is not None:

@@ -21,7 +21,8 @@ class BadNet(Attack):
     """Stamp one fixed patch (drawn once per seed in ``prepare``, never redrawn) at a per-image location.
 
     Subclasses (Label-Consistent) reuse the patch and the stamping; every random draw is salted with the
-    attack's own ``name``, so two attacks never share a patch or locations by accident.
+    attack's own ``name``, so two attacks never share a noise patch or locations by accident (the default
+    checkerboard is deterministic, hence the same for both).
     """
 
     name = "badnet"
