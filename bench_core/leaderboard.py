@@ -8,7 +8,6 @@ failed cells print "error". Several seeds -> mean ± 95% t-interval; one seed ->
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 

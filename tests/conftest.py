@@ -5,14 +5,12 @@ Nothing here downloads: the world is generated, the model is built from a config
 
 from __future__ import annotations
 
-import random
 
 import pytest
 import torch
 
-from bench_core.data import world
 from bench_core.data.bundle import DataBundle
-from bench_core.interfaces import PairSet, RunContext
+from bench_core.interfaces import RunContext
 from bench_core.models import ModelSpec, build_model
 
 TINY_SPEC = ModelSpec(arch="tiny", image_size=16, patch_size=8, width=32, layers=2, heads=4, text_width=32,

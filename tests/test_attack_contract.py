@@ -21,15 +21,6 @@ ATTACKS = default_registry().attacks.names()
 _PREPARED: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from a second thread, and on a shared 2-core machine OpenMP's waiting
-    between two threads made these tests 10-50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def build(name: str):
     cls = default_registry().attacks.get(name)

@@ -17,13 +17,6 @@ from bdbench_attacks.stegastamp import StegaSettings, train_stegastamp
 from conftest import make_context
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # see test_attack_contract.py
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def ctx(tiny_data, tiny_model):

@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 
 from bench_core.cli import main
 

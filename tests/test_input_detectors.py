@@ -94,15 +94,6 @@ def fitted(name: str, classifier, **config):
     return detector
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """These tensors are tiny: a second intra-op thread only adds synchronisation, which costs seconds when the
-    2-core machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def clean_and_triggered() -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 from bench_core.cache import state_dict_tensors
 from bench_core.models import ModelSpec, build_model, load_weights
 from bench_core.training import TrainConfig, train_contrastive
-from bench_core.zeroshot import ZeroShotClassifier, class_embeddings
+from bench_core.zeroshot import class_embeddings
 
 from conftest import TINY_SPEC
 

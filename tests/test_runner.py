@@ -1,7 +1,6 @@
 """End-to-end on the quick suite: every cell stored, a re-run recomputes nothing, a failing cell loses nothing."""
 
 import pytest
-import torch
 
 from bench_core import InferenceDefense, PostTrainDefense, hookimpl
 from bench_core.leaderboard import write_leaderboard

@@ -85,29 +85,28 @@ class DataBundle:
             raise RuntimeError("real-data suites start from pretrained weights; there is no pretraining split")
         return self._world_pairs("pretrain")
 
-    @cached_property
-    def finetune(self) -> PairSet:
+    def _pairs(self, split: world.Split) -> PairSet:
+        """A pair split: generated in the world, else loaded from the suite's source of that name."""
         if self.spec.kind == "world":
-            return self._world_pairs("finetune")
-        images, captions = load_pairs(self.spec.finetune, self.image_size)
+            return self._world_pairs(split)
+        source = getattr(self.spec, split)
+        if source is None:
+            raise RuntimeError(f"this real-data suite names no {split} split")
+        images, captions = load_pairs(source, self.image_size)
         return PairSet(images, tuple(captions), torch.full((len(images),), -1))
 
     @cached_property
+    def finetune(self) -> PairSet:
+        return self._pairs("finetune")
+
+    @cached_property
     def heldout(self) -> PairSet:
-        if self.spec.kind == "world":
-            return self._world_pairs("heldout")
-        images, captions = load_pairs(self.spec.heldout, self.image_size)
-        return PairSet(images, tuple(captions), torch.full((len(images),), -1))
+        return self._pairs("heldout")
 
     @cached_property
     def retrieval(self) -> PairSet:
         """Clean pairs reserved for retrieval recall@k (never trained on by any defense)."""
-        if self.spec.kind == "world":
-            return self._world_pairs("retrieval")
-        if self.spec.retrieval is None:
-            raise RuntimeError("this real-data suite names no retrieval split")
-        images, captions = load_pairs(self.spec.retrieval, self.image_size)
-        return PairSet(images, tuple(captions), torch.full((len(images),), -1))
+        return self._pairs("retrieval")
 
     @cached_property
     def _real_test(self):

@@ -4,10 +4,10 @@ The ratio is recorded in ``extra_info``; nothing here asserts a time (speed is m
 Run with ``make bench``.
 """
 
-import time
 
 import pytest
 import torch
+from timing import median_seconds
 
 from bench_core.decomposition import decompose
 from bench_core.models import ModelSpec, build_model
@@ -21,15 +21,6 @@ def default_model():
     return build_model(ModelSpec()).eval()  # the default suite's tiny ViT
 
 
-def _median_seconds(fn, repeats=15):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
 
 @pytest.mark.parametrize("batch", [64, 256])
 def test_decomposed_vs_plain_forward(benchmark, default_model, batch):
@@ -42,8 +33,8 @@ def test_decomposed_vs_plain_forward(benchmark, default_model, batch):
     def decomposed():
         decompose(default_model, x)
 
-    plain_s = _median_seconds(plain)
-    decomposed_s = _median_seconds(decomposed)
+    plain_s = median_seconds(plain)
+    decomposed_s = median_seconds(decomposed)
     benchmark.extra_info["plain_ms"] = 1000 * plain_s
     benchmark.extra_info["decomposed_ms"] = 1000 * decomposed_s
     benchmark.extra_info["ratio_to_plain_forward"] = decomposed_s / plain_s

@@ -6,10 +6,10 @@ Each detector's time is recorded by pytest-benchmark; the plain forward is timed
 asserts a time. Run with ``make bench``.
 """
 
-import time
 
 import pytest
 import torch
+from timing import median_seconds
 
 from bench_core import ZeroShotClassifier
 from bench_core.registry import default_registry
@@ -19,15 +19,6 @@ pytestmark = pytest.mark.benchmark
 BATCH = 64
 DETECTORS = ["strip", "scale_up", "teco", "decomp_det"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """Time single-threaded: on a shared 2-core machine, two-thread parallel regions wait for a busy core and
-    the same forward swings from 2 ms to 500 ms; one thread keeps the ratios meaningful."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +33,6 @@ def batch(tiny_data):
     return images.repeat((BATCH + len(images) - 1) // len(images), 1, 1, 1)[:BATCH].contiguous()
 
 
-def _median_seconds(fn, repeats=15):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
 
 def test_plain_forward(benchmark, classifier, batch):
     benchmark.extra_info["ratio_to_plain_forward"] = 1.0
@@ -62,7 +44,7 @@ def test_detector_score(benchmark, name, classifier, batch, tiny_context):
     cls = default_registry().detectors.get(name)
     detector = cls()
     detector.fit(classifier, tiny_context.restricted_to(cls.threat_model.reads))
-    plain_s = _median_seconds(lambda: classifier.logits(batch))
+    plain_s = median_seconds(lambda: classifier.logits(batch))
     scores = benchmark.pedantic(detector.score, args=(batch,), rounds=5, warmup_rounds=1, iterations=1)
     assert scores.shape == (BATCH,)
     detector_s = benchmark.stats.stats.median

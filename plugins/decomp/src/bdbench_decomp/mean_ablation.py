@@ -6,7 +6,6 @@ paper predicts that ablating heads kills patch (local) attacks and ablating MLPs
 
 from __future__ import annotations
 
-import torch
 
 from bench_core import Probe, ProbeData, ProbeResult, RunContext, ZeroShotClassifier
 from bench_core.decomposition import Decomposition, decompose_batched
