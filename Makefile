@@ -29,7 +29,10 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest -q -m benchmark --benchmark-enable --benchmark-only tests/benchmarks
+	mkdir -p .benchmarks
+	$(BIN)/python -m pytest -q -m benchmark --benchmark-enable --benchmark-only tests/benchmarks \
+		--benchmark-json=.benchmarks/latest.json
+	$(BIN)/python -c "import json; [print(f\"{b['name']}: {b['extra_info']}\") for b in json.load(open('.benchmarks/latest.json'))['benchmarks']]"
 
 # The committed leaderboard: every method, 3 seeds (takes about an hour on a 2-core CPU).
 leaderboard: $(STAMP)
