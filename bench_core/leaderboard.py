@@ -117,6 +117,29 @@ def secondary_table(board: Board, metrics: list[tuple[str, str, bool]]) -> str:
     return tabulate(rows, headers=["defense pipeline", "attack", *(h for _, h, _ in metrics)], tablefmt="github", disable_numparse=True)
 
 
+def attacks_table(board: Board) -> str:
+    """Per attack: locality, target, and every ``attack_*`` number the runner stored (PSNR, poison count, the
+    attack's own stats such as ISSBA's bit accuracy), from the no-defense cells, over seeds."""
+    rows, keys = [], []
+    for name, attack in board.runner.attacks.items():
+        recs = board.ok(board.select(kind="eval", attack=name, pipeline=()))
+        for rec in recs:
+            keys += [k for k in rec.metrics if k.startswith("attack_") and k not in keys]
+        rows.append((name, attack, recs))
+    table = []
+    for name, attack, recs in rows:
+        row = [name, attack.locality, board.runner.data.classnames[attack.target_class]
+               if board.suite.data.kind == "world" else attack.target_class]
+        for key in keys:
+            values = [r.metrics[key] for r in recs if key in r.metrics]
+            rate = key.endswith(("fraction", "accuracy"))
+            row.append(fmt(values, percent=rate, digits=1 if rate else 2))
+        table.append(row)
+    headers = ["attack", "type", "target", *(k.removeprefix("attack_") + (" %" if k.endswith(("fraction", "accuracy"))
+                                                                           else "") for k in keys)]
+    return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
+
+
 def threat_table(board: Board) -> str:
     rows, seen = [], set()
     for pipeline in board.runner.pipelines:
@@ -215,6 +238,11 @@ def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None =
         "Cells: attack success rate (non-target triggered test images classified as the target) / clean "
         "zero-shot accuracy, in percent. Shaped like the paper's Table 1.\n",
         defenses_table(board), "",
+        "## Attacks\n",
+        "PSNR of triggered vs clean test images (dB); poisoned pairs of the fine-tune set; the attack's own "
+        "statistics (ISSBA: decoder bit accuracy and stego PSNR on held images; Label-Consistent: poisoned share "
+        "of the target class, image–caption similarity before / after PGD; BadCLIP: optimisation loss).\n",
+        attacks_table(board), "",
         "## Threat models\n", threat_table(board), "",
         "## All metrics\n",
         "ASR (all images) is the paper's variant that also counts target-class images; RA = triggered "
