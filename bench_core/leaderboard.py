@@ -199,6 +199,30 @@ def probe_tables(board: Board, figures_dir: Path | None = None) -> str:
     return "\n".join(parts)
 
 
+def finding1_section(board: Board) -> str:
+    """The paper's Finding 1 checked on stored mean-ablation results: patch (local) attacks should lose their
+    ASR when all heads are mean-ablated, global ones when all MLPs are. Empty if the probe is not in the suite."""
+    if not any(p.name == "mean_ablation" and not pipe for p, pipe in board.runner.probes):
+        return ""
+    lines = ["## Finding 1 on this suite's model\n",
+             "Paper: local (patch) attacks live in attention heads, global ones in MLPs — so mean-ablating all "
+             "heads should remove a local attack's ASR and mean-ablating all MLPs a global one's. Measured here "
+             "(ASR %, mean over seeds; 'holds' = the predicted ablation at least halves the ASR):\n"]
+    rows = []
+    for name, attack in board.runner.attacks.items():
+        recs = board.ok(board.select(kind="probe", attack=name, probe="mean_ablation", pipeline=()))
+        if not recs:
+            continue
+        mean = {k: sum(r.metrics[k] for r in recs) / len(recs) for k in ("asr_none", "asr_heads", "asr_mlps")}
+        predicted = "asr_heads" if attack.locality == "local" else "asr_mlps"
+        holds = mean[predicted] <= 0.5 * mean["asr_none"]
+        rows.append([name, attack.locality, f"{100 * mean['asr_none']:.1f}", f"{100 * mean['asr_heads']:.1f}",
+                     f"{100 * mean['asr_mlps']:.1f}", "holds" if holds else "does not hold"])
+    lines.append(tabulate(rows, headers=["attack", "type", "ASR", "ASR, all AHs ablated", "ASR, all MLPs ablated",
+                                         "Finding 1"], tablefmt="github", disable_numparse=True))
+    return "\n".join(lines) + "\n"
+
+
 def _merge_table_over_seeds(tables: list[list[dict]]) -> str:
     """Average numeric columns of identically shaped probe tables over seeds (percent for rates)."""
     first = tables[0]
@@ -255,7 +279,8 @@ def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None =
         "AUROC (TPR at 5% FPR) in percent, from continuous scores: clean test images vs triggered non-target "
         "test images. Cost: model forward passes and milliseconds per scored image. Shaped like the paper's "
         "Table 2.\n", detectors_table(board), ""])
-    files["probes.md"] = "\n".join([board.header(f"Probes — {suite.name}"), probe_tables(board, out / "figures"), ""])
+    files["probes.md"] = "\n".join([board.header(f"Probes — {suite.name}"), finding1_section(board),
+                                     probe_tables(board, out / "figures"), ""])
     files["runs.md"] = "\n".join([board.header(f"Stored runs — {suite.name}"), runs_table(board), ""])
     from bench_core.gallery import write_galleries
 
