@@ -314,9 +314,10 @@ class _AttackRun:
             plan = train_defense.plan_training(pairs, self.r.context(self.seed, train_defense.threat_model.reads,
                                                                        self.attack))
             pairs, repeat = plan.pairs, plan.repeat
+        base = self.clean_model  # pretrains first when not cached, so the log reads in order
         what = f"{self.name}" + (f" + {train_defense.name}" if train_defense else "")
         self.r.log(f"[seed {self.seed}] fine-tuning on {len(pairs)} pairs ({what})")
-        model = copy.deepcopy(self.clean_model)
+        model = copy.deepcopy(base)
         torch.manual_seed(self.seed)
         stats = train_contrastive(model, pairs.images, list(pairs.captions), self.r.suite.finetune,
                                   seed=self.seed, desc=f"finetune {what}", repeat=repeat)
