@@ -114,7 +114,6 @@ class RunContext:
     clean_reference: torch.Tensor | None = None  # clean images, 20% of the test split, no labels
     heldout: PairSet | None = None  # clean pairs disjoint from fine-tune and test data
     attack: AttackInfo | None = None  # oracle knowledge only
-    extras: dict[str, Any] = field(default_factory=dict)
 
     DECLARABLE: ClassVar[frozenset[str]] = frozenset(
         {"clean_model", "finetune_pairs", "clean_reference", "heldout", "attack"})

@@ -28,8 +28,6 @@ def accuracy(preds: torch.Tensor, labels: torch.Tensor) -> float:
     return float((preds == labels).float().mean())
 
 
-cacc = accuracy
-
 
 def asr(preds_triggered: torch.Tensor, labels: torch.Tensor, target: int) -> float:
     """Attack success rate over triggered images whose TRUE class is not the target (SPEC §5)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
 import open_clip
 import torch
@@ -154,18 +153,6 @@ def load_weights(module: nn.Module, path: str | os.PathLike) -> None:
         state = state.get("state_dict", state)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     module.load_state_dict(state)
-
-
-def vision_geometry(model: ClipModel) -> dict[str, int]:
-    """Layers, heads and width of the vision tower (what decomposition and head-level defenses index)."""
-    visual = model.visual
-    blocks = visual.transformer.resblocks
-    attn = blocks[0].attn
-    return {"layers": len(blocks), "heads": attn.num_heads, "width": attn.embed_dim,
-            "embed_dim": visual.proj.shape[1] if visual.proj is not None else attn.embed_dim}
-
-
-Device = Literal["cpu", "cuda"]
 
 
 def pick_device(requested: str = "auto") -> torch.device:
