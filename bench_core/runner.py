@@ -196,6 +196,7 @@ class _AttackRun:
         self.pending = pending
         self.name = attack.name if attack else NO_ATTACK
         self._models: dict[tuple[str, ...], ClipModel] = {}
+        self._zero_shot: dict[int, ZeroShotClassifier] = {}  # id(model) -> its plain classifier
 
     def run(self) -> tuple[int, int]:
         done = failed = 0
@@ -326,7 +327,10 @@ class _AttackRun:
 
     def classifier_for(self, defenses: tuple[Defense, ...]) -> Classifier:
         model = self.model_for(defenses)
-        clf: Classifier = ZeroShotClassifier.build(model, self.r.data.classnames, self.r.data.templates)
+        # class embeddings depend only on the model: build them once per model, not once per cell
+        if id(model) not in self._zero_shot:
+            self._zero_shot[id(model)] = ZeroShotClassifier.build(model, self.r.data.classnames, self.r.data.templates)
+        clf: Classifier = self._zero_shot[id(model)]
         for d in defenses:
             if d.stage in ("train", "inference"):
                 clf = d.wrap(clf, self.r.context(self.seed, d.threat_model.reads, self.attack))
