@@ -13,6 +13,7 @@ choices, both exact: ``out_proj.bias`` is split equally over a layer's heads (as
 
 All terms come from one batched forward pass (:func:`decompose`); ``overrides`` replaces a component's output
 at every token inside that pass (total-effect ablation: later layers see the replacement).
+:func:`mean_component_outputs` gives the clean per-token mean outputs such overrides use for mean-ablation.
 """
 
 from __future__ import annotations
@@ -81,13 +82,25 @@ def decompose(model: ClipModel, images: torch.Tensor,
     output (all tokens, before layer scale) during the pass; its CLS row is reported as the contribution
     (split equally over heads for attention).
     """
+    return _forward(model, images, overrides or {}, None)
+
+
+def _forward(model: ClipModel, images: torch.Tensor, overrides: dict[Component, torch.Tensor],
+             sums: dict[Component, torch.Tensor] | None) -> Decomposition:
+    """The pass behind :func:`decompose`; when ``sums`` is a dict, each component's output (all tokens, before
+    layer scale, after any override) summed over the batch is added into ``sums[component]`` ((T, W))."""
     _check_supported(model)
-    overrides = overrides or {}
     visual = model.visual
     x = visual._embeds(model.normalize(images))  # (N, T, W), ln_pre applied
     n, _, width = x.shape
     embed = x[:, 0]
     head_terms, mlp_terms = [], []
+
+    def record(component: Component, out: torch.Tensor) -> None:
+        if sums is not None:
+            total = out.sum(0)
+            sums[component] = sums[component] + total if component in sums else total
+
     for layer, block in enumerate(visual.transformer.resblocks):
         attn: torch.nn.MultiheadAttention = block.attn
         n_heads = attn.num_heads
@@ -103,19 +116,34 @@ def decompose(model: ClipModel, images: torch.Tensor,
             out = F.linear(ctx.transpose(1, 2).reshape(n, -1, width), attn.out_proj.weight, attn.out_proj.bias)
             w_o = attn.out_proj.weight.view(width, n_heads, head_dim)
             cls_heads = torch.einsum("nhd,whd->nhw", ctx[:, :, 0], w_o) + attn.out_proj.bias / n_heads
+        record(("attn", layer), out)
         out = block.ls_1(out)
         cls_heads = block.ls_1(cls_heads)
         x = x + out
         if ("mlp", layer) in overrides:
-            m = block.ls_2(overrides[("mlp", layer)].expand(n, -1, -1))
+            m = overrides[("mlp", layer)].expand(n, -1, -1)
         else:
-            m = block.ls_2(block.mlp(block.ln_2(x)))
+            m = block.mlp(block.ln_2(x))
+        record(("mlp", layer), m)
+        m = block.ls_2(m)
         x = x + m
         head_terms.append(cls_heads)
         mlp_terms.append(m[:, 0])
     heads = torch.stack(head_terms, dim=1)  # (N, L, H, W)
     mlps = torch.stack(mlp_terms, dim=1)  # (N, L, W)
     return _through_ln_post(visual, x[:, 0], embed, heads, mlps)
+
+
+@torch.no_grad()
+def mean_component_outputs(model: ClipModel, images: torch.Tensor,
+                           batch_size: int = 256) -> dict[Component, torch.Tensor]:
+    """Per-token mean over ``images`` of every component's residual-stream output in the unablated model:
+    ``{("attn", l) | ("mlp", l): (T, W)}`` on the model's device, in the units :func:`decompose` takes as
+    ``overrides`` (before layer scale). Overriding with these is total-effect mean-ablation."""
+    sums: dict[Component, torch.Tensor] = {}
+    for i in range(0, len(images), batch_size):
+        _forward(model, images[i:i + batch_size], {}, sums)
+    return {component: total / len(images) for component, total in sums.items()}
 
 
 def _through_ln_post(visual, final: torch.Tensor, embed: torch.Tensor, heads: torch.Tensor,
@@ -133,8 +161,15 @@ def _through_ln_post(visual, final: torch.Tensor, embed: torch.Tensor, heads: to
 
 
 @torch.no_grad()
-def decompose_batched(model: ClipModel, images: torch.Tensor, batch_size: int = 256) -> Decomposition:
-    """:func:`decompose` over ``images`` in batches; results on the CPU."""
-    parts = [decompose(model, images[i:i + batch_size]).to("cpu") for i in range(0, len(images), batch_size)]
+def decompose_batched(model: ClipModel, images: torch.Tensor, batch_size: int = 256,
+                      overrides: dict[Component, torch.Tensor] | None = None) -> Decomposition:
+    """:func:`decompose` over ``images`` in batches; results on the CPU. ``overrides`` as in :func:`decompose`;
+    per-image ones (first dim N = len(images)) are sliced with the batch, others broadcast."""
+    overrides = overrides or {}
+
+    def batch(i: int) -> dict[Component, torch.Tensor]:
+        return {c: (o[i:i + batch_size] if o.ndim == 3 and len(o) == len(images) else o) for c, o in overrides.items()}
+
+    parts = [decompose(model, images[i:i + batch_size], batch(i)).to("cpu") for i in range(0, len(images), batch_size)]
     return Decomposition(torch.cat([p.embed for p in parts]), torch.cat([p.heads for p in parts]),
                          torch.cat([p.mlps for p in parts]))

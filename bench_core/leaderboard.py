@@ -8,6 +8,7 @@ failed cells print "error". Several seeds -> mean ± 95% t-interval; one seed ->
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -47,6 +48,15 @@ class Board:
         self.cells: list[Cell] = self.runner.all_cells()
         self.records: dict[str, ResultRecord] = self.store.get_many(c.key for c in self.cells)
         self.attacks = [NO_ATTACK, *self.runner.attacks]
+
+    def mean_probe_summary(self, probe: str, attack: str) -> dict[str, float]:
+        """A probe's summary (run without a pipeline) averaged over the stored seeds: the keys every seed has;
+        empty when nothing is stored."""
+        recs = self.ok(self.select(kind="probe", attack=attack, probe=probe, pipeline=()))
+        if not recs:
+            return {}
+        keys = set.intersection(*(set(r.metrics) for r in recs))
+        return {k: sum(r.metrics[k] for r in recs) / len(recs) for k in keys}
 
     def ok(self, cells: Iterable[Cell]) -> list[ResultRecord]:
         return [self.records[c.key] for c in cells if c.key in self.records and self.records[c.key].status == "ok"]
@@ -210,16 +220,139 @@ def finding1_section(board: Board) -> str:
              "(ASR %, mean over seeds; 'holds' = the predicted ablation at least halves the ASR):\n"]
     rows = []
     for name, attack in board.runner.attacks.items():
-        recs = board.ok(board.select(kind="probe", attack=name, probe="mean_ablation", pipeline=()))
-        if not recs:
+        mean = board.mean_probe_summary("mean_ablation", name)
+        if not mean:
             continue
-        mean = {k: sum(r.metrics[k] for r in recs) / len(recs) for k in ("asr_none", "asr_heads", "asr_mlps")}
         predicted = "asr_heads" if attack.locality == "local" else "asr_mlps"
         holds = mean[predicted] <= 0.5 * mean["asr_none"]
         rows.append([name, attack.locality, f"{100 * mean['asr_none']:.1f}", f"{100 * mean['asr_heads']:.1f}",
                      f"{100 * mean['asr_mlps']:.1f}", "holds" if holds else "does not hold"])
     lines.append(tabulate(rows, headers=["attack", "type", "ASR", "ASR, all AHs ablated", "ASR, all MLPs ablated",
                                          "Finding 1"], tablefmt="github", disable_numparse=True))
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Finding2Check:
+    """Finding 2 judged on one attack's ``layer_ablation`` summary (one effect). Layers are counted from 0;
+    a ``*_tail`` is the largest l whose backward ablation (layers l..L-1 together) halves the ASR, None if none."""
+
+    n_layers: int
+    asr: float
+    last_heads: float  # ASR with the last layer's heads alone ablated
+    heads_tail: int | None
+    last_mlp: float  # ASR with the last layer's MLP alone ablated
+    best_single_mlp: float  # lowest ASR over single-layer MLP ablations
+    mlps_tail: int | None
+    heads_in_last_layer: bool
+    mlps_spread_late: bool
+    verdict: str  # "holds", "does not hold" or "n/a"
+    reason: str
+
+
+FINDING2_MIN_ASR = 0.1
+"""Below this unablated ASR there is no backdoor to locate: the verdict is n/a."""
+
+
+def finding2_check(summary: dict[str, float], locality: str, effect: str = "direct") -> Finding2Check:
+    """The Finding 2 criterion on ``layer_ablation`` summary keys ``asr_none`` and
+    ``asr_{effect}_{heads|mlps}_{separate|backward}_l{l}``. An ablation *halves* the ASR if it leaves at most
+    half of ``asr_none``.
+
+    - heads in the last layer: the last layer's heads alone halve the ASR and no earlier layer's heads alone do;
+    - MLPs spread over late layers: no single layer's MLP halves the ASR, but a backward ablation does, starting
+      in the second half of the layers (tail start l >= L // 2).
+
+    The paper states the first for local (patch) attacks and the second for global ones, so the verdict checks
+    the claim matching ``locality``.
+    """
+    n = 0
+    while f"asr_{effect}_heads_separate_l{n}" in summary:
+        n += 1
+    if n == 0:
+        raise ValueError(f"summary has no layer_ablation keys for effect {effect!r}")
+    asr0 = summary["asr_none"]
+
+    def halves(value: float) -> bool:
+        return value <= 0.5 * asr0
+
+    def get(kind: str, mode: str, layer: int) -> float:
+        return summary[f"asr_{effect}_{kind}_{mode}_l{layer}"]
+
+    def tail(kind: str) -> int | None:
+        return next((l for l in reversed(range(n)) if halves(get(kind, "backward", l))), None)
+
+    heads_alone = [l for l in range(n) if halves(get("heads", "separate", l))]
+    mlps_alone = [l for l in range(n) if halves(get("mlps", "separate", l))]
+    heads_tail, mlps_tail = tail("heads"), tail("mlps")
+    heads_ok = heads_alone == [n - 1]
+    mlps_ok = not mlps_alone and mlps_tail is not None and mlps_tail >= n // 2
+    if locality == "local":
+        holds = heads_ok
+        if heads_ok:
+            reason = "the last layer's AHs alone halve the ASR, no earlier layer's do"
+        elif n - 1 not in heads_alone:
+            reason = f"the last layer's AHs alone leave {100 * get('heads', 'separate', n - 1):.1f}% ASR"
+        else:
+            reason = f"layer {heads_alone[0]}'s AHs alone also halve the ASR"
+    else:
+        holds = mlps_ok
+        if mlps_ok:
+            reason = f"no single MLP halves the ASR; MLPs {mlps_tail}..{n - 1} together do"
+        elif mlps_alone:
+            reason = f"layer {mlps_alone[-1]}'s MLP alone halves the ASR"
+        elif mlps_tail is None:
+            reason = "no backward MLP ablation halves the ASR"
+        else:
+            reason = f"halving needs MLPs from layer {mlps_tail} of {n}, not only late ones"
+    verdict = "holds" if holds else "does not hold"
+    if asr0 < FINDING2_MIN_ASR:
+        verdict, reason = "n/a", f"unablated ASR {100 * asr0:.1f}% < {100 * FINDING2_MIN_ASR:.0f}%: no backdoor"
+    return Finding2Check(n, asr0, get("heads", "separate", n - 1), heads_tail, get("mlps", "separate", n - 1),
+                         min(get("mlps", "separate", l) for l in range(n)), mlps_tail, heads_ok, mlps_ok,
+                         verdict, reason)
+
+
+def finding2_section(board: Board) -> str:
+    """The paper's Finding 2 checked on stored layer-ablation results (summaries averaged over seeds), with the
+    criterion of :func:`finding2_check` on the direct effect; total-effect numbers shown beside. Empty if the
+    probe is not in the suite without a pipeline."""
+    if not any(p.name == "layer_ablation" and not pipe for p, pipe in board.runner.probes):
+        return ""
+    lines = ["## Finding 2 on this suite's model\n",
+             "Paper: infected AHs sit in the last layer (local attacks), infected MLPs are spread over several "
+             "late layers (global attacks). Criterion (direct-effect mean-ablation, summaries averaged over "
+             "seeds; an ablation *halves* the ASR if it leaves at most half of it): local — the last layer's AHs "
+             "alone halve the ASR and no earlier layer's AHs alone do; global — no single layer's MLP halves "
+             "the ASR but ablating MLPs l..L-1 together does for some l in the second half of the layers. "
+             "'tail from' = the largest l whose backward ablation (layers l..L-1, counted from 0) halves the "
+             "ASR. Cells show direct / total effect; ASR in %:\n"]
+    rows = []
+    for name, attack in board.runner.attacks.items():
+        mean = board.mean_probe_summary("layer_ablation", name)
+        if "asr_direct_heads_separate_l0" not in mean:  # the verdict needs the direct effect
+            continue
+        checks = [finding2_check(mean, attack.locality, effect) for effect in ("direct", "total")
+                  if f"asr_{effect}_heads_separate_l0" in mean]
+
+        def both(get) -> str:
+            return " / ".join(get(c) for c in checks)
+
+        def pct(value: float) -> str:
+            return f"{100 * value:.1f}"
+
+        def layer(value: int | None) -> str:
+            return DASH if value is None else str(value)
+
+        direct = checks[0]
+        rows.append([name, attack.locality, pct(direct.asr), both(lambda c: pct(c.last_heads)),
+                     both(lambda c: layer(c.heads_tail)), both(lambda c: pct(c.last_mlp)),
+                     both(lambda c: pct(c.best_single_mlp)), both(lambda c: layer(c.mlps_tail)),
+                     direct.verdict, direct.reason])
+    lines.append(tabulate(rows, headers=["attack", "type", "ASR", "ASR, last-layer AHs ablated", "AHs: tail from",
+                                         "ASR, last-layer MLP ablated", "lowest ASR, one MLP ablated",
+                                         "MLPs: tail from", "Finding 2", "why"],
+                          tablefmt="github", disable_numparse=True))
     return "\n".join(lines) + "\n"
 
 
@@ -230,8 +363,11 @@ def _merge_table_over_seeds(tables: list[list[dict]]) -> str:
     for i, row in enumerate(first):
         out = {}
         for key, value in row.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                rate = any(tag in key for tag in RATE_TAGS)
+            rate = any(tag in key for tag in RATE_TAGS)
+            if isinstance(value, int) and not isinstance(value, bool) and not rate and all(
+                    i < len(t) and t[i].get(key) == value for t in tables):
+                out[key] = str(value)  # an index (layer, head), the same in every seed: not averaged
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 out[key + (" %" if rate else "")] = fmt([t[i][key] for t in tables if i < len(t)], percent=rate,
                                                           digits=1 if rate else 3)
             else:
@@ -280,6 +416,7 @@ def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None =
         "test images. Cost: model forward passes and milliseconds per scored image. Shaped like the paper's "
         "Table 2.\n", detectors_table(board), ""])
     files["probes.md"] = "\n".join([board.header(f"Probes — {suite.name}"), finding1_section(board),
+                                     finding2_section(board),
                                      probe_tables(board, out / "figures"), ""])
     files["runs.md"] = "\n".join([board.header(f"Stored runs — {suite.name}"), runs_table(board), ""])
     from bench_core.gallery import write_galleries
@@ -293,7 +430,7 @@ def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None =
         f"{board.metric(board.select(kind='eval', attack=NO_ATTACK, pipeline=()), 'cacc')}%.\n",
         "- [Defenses](defenses.md) (paper Table 1)",
         "- [Detectors](detectors.md) (paper Table 2)",
-        "- [Probes](probes.md) (paper Fig. 1)",
+        "- [Probes](probes.md) (paper Fig. 1–5 and 8; Findings 1 and 2 checked)",
         "- [Stored runs](runs.md)", "",
         "## Trigger galleries\n",
         *(f"![{name}](figures/{path.name})\n" for name, path in galleries.items()), ""])

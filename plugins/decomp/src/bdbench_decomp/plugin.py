@@ -8,7 +8,11 @@ from bdbench_decomp.decomp_rep import DecompRep, DecompRepOracle
 from bdbench_decomp.epsilon_sweep import EpsilonSweep
 from bdbench_decomp.head_similarity import HeadSimilarity
 from bdbench_decomp.head_transplant import HeadTransplant
+from bdbench_decomp.layer_ablation import LayerAblation
+from bdbench_decomp.layer_mmd import LayerMmd
 from bdbench_decomp.mean_ablation import MeanAblation
+from bdbench_decomp.prompt_sensitivity import PromptSensitivity
+from bdbench_decomp.textspan import TextSpan
 
 
 @hookimpl
@@ -23,4 +27,5 @@ def bdbench_register_detectors():
 
 @hookimpl
 def bdbench_register_probes():
-    return [MeanAblation, EpsilonSweep, HeadSimilarity, HeadTransplant]
+    return [MeanAblation, LayerAblation, LayerMmd, EpsilonSweep, HeadSimilarity, HeadTransplant, TextSpan,
+            PromptSensitivity]
