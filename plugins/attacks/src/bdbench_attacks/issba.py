@@ -25,7 +25,11 @@ class ISSBAConfig(AttackConfig):
     steps: int = Field(1000, ge=1)  # 32 px world, seeds 0-2: bit accuracy 0.985-0.992, PSNR 32.0-32.9 dB
     batch_size: int = Field(32, ge=1)  # small batches, many steps: the CPU cost is per pixel
     lr: float = Field(3e-3, gt=0)  # Adam; StegaStamp's 1e-4 is for 140k steps
-    l2_weight: float = Field(100.0, ge=0)  # residual MSE weight; lands at ~32 dB PSNR on the 32 px world
+    # Residual MSE weight: the trade-off between invisibility and learnability, measured on the default world
+    # (seed 0, 10-epoch fine-tune, 5% poisoned): 100 -> stego PSNR 31.8 dB, ASR 13.0%; 30 -> 27.2 dB, ASR 89.8%.
+    # The default favours an attack that takes (defenses are then measured on something); preset "psnr30"
+    # keeps the >= 30 dB budget.
+    l2_weight: float = Field(30.0, ge=0)
     l2_start: float = Field(0.15, ge=0, le=1)  # bit loss alone first (StegaStamp ramps its image losses too)
     l2_full: float = Field(0.6, ge=0, le=1)  # the L2 weight then rises over (0.6 - 0.15) of the steps
     l2_gate: float = Field(0.9, ge=0, le=1)  # ... once the decoder reads 90% of the training bits (ours:
@@ -48,6 +52,8 @@ class ISSBA(Attack):
         # ISSBA / StegaStamp on 224 px: a 100-bit secret and a wider network; 1,500 of 500K pairs poisoned.
         # Not run by us at 224 px (needs a GPU): the step count and lr are a starting point, check the metrics.
         "paper": {"secret_bits": 100, "width": 32, "steps": 20000, "lr": 1e-3, "poison_rate": 0.003},
+        # the invisible budget (stego PSNR >= 30 dB on the 32 px world; ASR 13.0% in the default world, seed 0)
+        "psnr30": {"l2_weight": 100.0},
         # the quick suite's 16 px miniature world (numbers mean nothing)
         "quick": {"steps": 60, "n_held": 16},
     }
