@@ -47,6 +47,8 @@ def _line(spec: dict[str, Any]):
         ax.plot(x, ys, marker="" if dashed else "o", linestyle="--" if dashed else "-", label=label)
     if spec.get("xscale"):
         ax.set_xscale(spec["xscale"])
+    elif x and all(isinstance(v, int) and not isinstance(v, bool) for v in x):
+        ax.set_xticks(x)  # integer positions (layers, heads): no fractional ticks
     _finish(ax, spec)
     ax.set_title(spec.get("title", ""), fontsize=10)
     ax.legend(fontsize=7)
