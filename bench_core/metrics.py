@@ -80,18 +80,28 @@ def _detector_arrays(clean, triggered) -> tuple[np.ndarray, np.ndarray]:
     return y, np.concatenate([clean, triggered])
 
 
-def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
-    """ECE with equal-width confidence bins: sum_b |B|/N * |acc(B) - conf(B)| (Guo et al., 2017)."""
+def reliability_bins(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> list[dict[str, float]]:
+    """Equal-width confidence bins over [0, 1] (the first closed on the left): per bin its ``lo`` / ``hi``
+    edges, ``share`` of the samples, mean ``confidence`` and ``accuracy`` (both NaN for an empty bin).
+    The data of a reliability diagram, and what :func:`expected_calibration_error` sums."""
     probs = F.softmax(logits.float(), dim=-1)
     conf, preds = probs.max(dim=-1)
     correct = (preds == labels).float()
     edges = torch.linspace(0, 1, n_bins + 1)
-    ece = torch.zeros(())
+    bins = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         in_bin = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
-        if in_bin.any():
-            ece += in_bin.float().mean() * (correct[in_bin].mean() - conf[in_bin].mean()).abs()
-    return float(ece)
+        empty = not bool(in_bin.any())
+        bins.append({"lo": float(lo), "hi": float(hi), "share": float(in_bin.float().mean()),
+                     "confidence": float("nan") if empty else float(conf[in_bin].mean()),
+                     "accuracy": float("nan") if empty else float(correct[in_bin].mean())})
+    return bins
+
+
+def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
+    """ECE with equal-width confidence bins: sum_b |B|/N * |acc(B) - conf(B)| (Guo et al., 2017)."""
+    return float(sum(b["share"] * abs(b["accuracy"] - b["confidence"])
+                     for b in reliability_bins(logits, labels, n_bins) if b["share"] > 0))
 
 
 def negative_log_likelihood(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -106,3 +106,18 @@ def test_classification_metrics_keys():
     out = M.classification_metrics(logits, t(0, 1), logits, t(0, 1), target=1)
     assert out["cacc"] == 1.0 and out["asr"] == 0.0 and out["ra"] == 1.0
     assert set(out) == {"cacc", "ece", "nll", "asr", "asr_all_images", "ra"}
+
+
+def test_reliability_bins_sum_to_ece_and_shares_to_one():
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(200, 5, generator=g) * 3, torch.randint(0, 5, (200,), generator=g)
+    bins = M.reliability_bins(logits, labels, n_bins=10)
+    assert len(bins) == 10 and bins[0]["lo"] == 0.0 and bins[-1]["hi"] == 1.0
+    assert sum(b["share"] for b in bins) == pytest.approx(1.0)
+    gap = sum(b["share"] * abs(b["accuracy"] - b["confidence"]) for b in bins if b["share"] > 0)
+    assert M.expected_calibration_error(logits, labels, n_bins=10) == pytest.approx(gap)
+    for b in bins:  # a bin's mean confidence lies inside it; empty bins carry NaN
+        if b["share"] > 0:
+            assert b["lo"] <= b["confidence"] <= b["hi"]
+        else:
+            assert math.isnan(b["accuracy"]) and math.isnan(b["confidence"])

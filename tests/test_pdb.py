@@ -227,6 +227,13 @@ def test_robustness_probe_rows_on_tiny_model(tiny_model, tiny_data):
         assert math.isfinite(result.summary[key]), key
     # the "none" channel is exactly the deployed wrapped classifier
     assert by["none"]["cacc"] == cal[0]["cacc"]
+    # figures: a reliability diagram whose bins reproduce each row's accuracy, and a bar per channel
+    rel = result.figures["pdb_reliability"]
+    assert len(rel["x"]) == probe.config.ece_bins
+    assert rel["series"]["perfect calibration (baseline)"] == rel["x"]
+    assert set(rel["series"]) == {"accuracy, with Δ1 (+ h⁻¹)", "accuracy, without Δ1 (plain model)",
+                                  "perfect calibration (baseline)"}
+    assert result.figures["pdb_channels"]["x"] == [r["channel"] for r in rows]
 
 
 def test_robustness_probe_refuses_an_undefended_classifier(tiny_model, tiny_data):

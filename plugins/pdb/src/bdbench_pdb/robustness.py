@@ -14,6 +14,9 @@ Tables:
   the defense at inference.
 * ``pdb_calibration`` — ECE (15 bins) and NLL on clean images with Δ1 (+ h⁻¹) and without (plain model).
 
+Figures: ``pdb_reliability`` (reliability diagram: accuracy per confidence bin, with and without Δ1, against
+the diagonal of perfect calibration) and ``pdb_channels`` (CACC and ASR per channel).
+
 Summary: ``ece_with_trigger``, ``nll_with_trigger``, ``ece_without_trigger``, ``nll_without_trigger`` and
 ``cacc_<channel>`` / ``asr_<channel>`` per channel (non-alphanumerics as ``_``: ``cacc_resize_x0_5``), and
 ``cacc_no_trigger`` / ``asr_no_trigger``.
@@ -28,7 +31,8 @@ import torch
 from pydantic import Field
 
 from bench_core import PluginConfig, Probe, ProbeData, ProbeResult, RunContext, ThreatModel, ZeroShotClassifier
-from bench_core.metrics import accuracy, asr, expected_calibration_error, negative_log_likelihood, robust_accuracy
+from bench_core.metrics import (accuracy, asr, expected_calibration_error, negative_log_likelihood,
+                                reliability_bins, robust_accuracy)
 from bench_core.zeroshot import batched_logits
 
 from bdbench_pdb.channels import jpeg, quantize_8bit, resize_down_up
@@ -44,7 +48,7 @@ class RobustnessConfig(PluginConfig):
 
 class PDBRobustness(Probe):
     name = "pdb_robustness"
-    version = "0.1.0"
+    version = "0.2.0"
     Config = RobustnessConfig
     summary = ("PDB's CACC / ASR after JPEG, resizing and 8-bit storage of Δ1-stamped inputs; "
                "ECE / NLL with and without Δ1")
@@ -84,15 +88,21 @@ class PDBRobustness(Probe):
         summary["cacc_no_trigger"] = rows[-1]["cacc"]
         summary["asr_no_trigger"] = rows[-1]["asr"]
 
-        calibration = []
+        calibration, reliability = [], {}
         for label, logits in (("with Δ1 (+ h⁻¹)", batched_logits(classifier, clean)),
                               ("without Δ1 (plain model)", batched_logits(plain, clean))):
             calibration.append({"inputs": label, "cacc": accuracy(logits.argmax(1), data.clean_labels),
                                 "ece": expected_calibration_error(logits, data.clean_labels, self.config.ece_bins),
                                 "nll": negative_log_likelihood(logits, data.clean_labels)})
+            reliability[label] = reliability_bins(logits, data.clean_labels, self.config.ece_bins)
         summary.update({"ece_with_trigger": calibration[0]["ece"], "nll_with_trigger": calibration[0]["nll"],
                         "ece_without_trigger": calibration[1]["ece"], "nll_without_trigger": calibration[1]["nll"]})
-        return ProbeResult(tables={"pdb_channels": rows, "pdb_calibration": calibration}, summary=summary)
+        figures = {"pdb_reliability": _reliability_figure(reliability),
+                   "pdb_channels": {"type": "bar", "title": "PDB: CACC and ASR after each channel (Δ1 stamped first)",
+                                    "xlabel": "channel", "ylabel": "rate", "x": [r["channel"] for r in rows],
+                                    "series": {"CACC": [r["cacc"] for r in rows], "ASR": [r["asr"] for r in rows]}}}
+        return ProbeResult(tables={"pdb_channels": rows, "pdb_calibration": calibration}, figures=figures,
+                           summary=summary)
 
     @staticmethod
     def _scores(classifier: ZeroShotClassifier, clean: torch.Tensor, triggered: torch.Tensor,
@@ -110,3 +120,13 @@ def _trigger_left(stamped: torch.Tensor, sent: torch.Tensor, region: torch.Tenso
         return {"trigger_peak": None, "trigger_mae": None}
     mask = region.unsqueeze(1).expand_as(stamped)
     return {"trigger_peak": float(sent[mask].max()), "trigger_mae": float((sent - stamped).abs()[mask].mean())}
+
+
+def _reliability_figure(bins: dict[str, list[dict[str, float]]]) -> dict:
+    """Line spec: accuracy per confidence bin (x = bin centre; empty bins NaN, drawn as gaps) per input kind."""
+    first = next(iter(bins.values()))
+    centres = [round((b["lo"] + b["hi"]) / 2, 4) for b in first]
+    series = {f"accuracy, {label}": [b["accuracy"] for b in rows] for label, rows in bins.items()}
+    series["perfect calibration (baseline)"] = centres
+    return {"type": "line", "title": "PDB reliability diagram on clean images (ECE bins)",
+            "xlabel": "confidence", "ylabel": "accuracy", "x": centres, "series": series}
