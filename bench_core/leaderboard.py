@@ -89,6 +89,32 @@ class Board:
         return fmt([r.metrics[name] for r in recs if name in r.metrics], percent)
 
 
+ASR_TARGET, CACC_TOLERANCE = 0.90, 0.03
+"""What a working attack must reach with no defense: ASR >= 90% with CACC within 3 points of the clean model."""
+
+
+def attack_targets(board: Board) -> str:
+    """Per attack, whether its no-defense mean ASR / CACC meets :data:`ASR_TARGET` / :data:`CACC_TOLERANCE`
+    against the clean fine-tuned model's mean CACC — shortfalls are stated, not hidden."""
+    def mean(attack: str, name: str) -> float | None:
+        values = [r.metrics[name] for r in board.ok(board.select(kind="eval", attack=attack, pipeline=()))
+                  if name in r.metrics]
+        return sum(values) / len(values) if values else None
+
+    clean = mean(NO_ATTACK, "cacc")
+    rows = []
+    for name in board.runner.attacks:
+        a, c = mean(name, "asr"), mean(name, "cacc")
+        if a is None or c is None or clean is None:
+            continue
+        ok = a >= ASR_TARGET and clean - c <= CACC_TOLERANCE
+        why = [] if ok else ([f"ASR below {100 * ASR_TARGET:.0f}%"] if a < ASR_TARGET else []) + (
+            [f"CACC {100 * (clean - c):.1f} points below clean"] if clean - c > CACC_TOLERANCE else [])
+        rows.append([name, f"{100 * a:.1f}", f"{100 * c:.1f}", "meets" if ok else "short: " + "; ".join(why)])
+    return tabulate(rows, headers=["attack", "ASR % (mean)", "CACC % (mean)", "target"], tablefmt="github",
+                    disable_numparse=True) if rows else ""
+
+
 def pipeline_label(board: Board, pipeline: tuple) -> str:
     if not pipeline:
         return "no defense"
@@ -398,6 +424,10 @@ def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None =
         "Cells: attack success rate (non-target triggered test images classified as the target) / clean "
         "zero-shot accuracy, in percent. Shaped like the paper's Table 1.\n",
         defenses_table(board), "",
+        "## Attack targets\n",
+        f"No defense, mean over seeds; target: ASR >= {100 * ASR_TARGET:.0f}% with CACC within "
+        f"{100 * CACC_TOLERANCE:.0f} points of the clean fine-tuned model ({board.metric(board.select(kind='eval', attack=NO_ATTACK, pipeline=()), 'cacc')}%).\n",
+        attack_targets(board), "",
         "## Attacks\n",
         "PSNR of triggered vs clean test images (dB); poisoned pairs of the fine-tune set; the attack's own "
         "statistics (ISSBA: decoder bit accuracy and stego PSNR on held images; Label-Consistent: poisoned share "

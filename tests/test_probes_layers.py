@@ -272,3 +272,22 @@ def test_finding2_section_on_fabricated_results():
 def test_probe_tables_keep_index_columns():
     text = _merge_table_over_seeds([[{"layer": 2, "asr": 0.5}], [{"layer": 2, "asr": 0.7}]])
     assert "| 2 " in text and "2.000" not in text and "60.0 ±" in text
+
+
+def test_attack_targets_state_shortfalls():
+    from bench_core.leaderboard import attack_targets
+
+    records = {"none": {"cacc": 0.93}, "strong": {"asr": 0.95, "cacc": 0.92}, "weak": {"asr": 0.70, "cacc": 0.85}}
+
+    class Board:
+        runner = SimpleNamespace(attacks={"strong": None, "weak": None})
+
+        def select(self, **match):
+            return [match["attack"]]
+
+        def ok(self, cells):
+            return [SimpleNamespace(metrics=records[c]) for c in cells]
+
+    text = attack_targets(Board())
+    assert "| strong   | 95.0" in text and "meets" in text
+    assert "short: ASR below 90%; CACC 8.0 points below clean" in text
