@@ -49,6 +49,10 @@ class Board:
         self.records: dict[str, ResultRecord] = self.store.get_many(c.key for c in self.cells)
         self.attacks = [NO_ATTACK, *self.runner.attacks]
 
+    def runs_probe(self, probe: str) -> bool:
+        """Whether the suite runs ``probe`` on the undefended model (no pipeline)."""
+        return any(p.name == probe and not pipe for p, pipe in self.runner.probes)
+
     def mean_probe_summary(self, probe: str, attack: str) -> dict[str, float]:
         """A probe's summary (run without a pipeline) averaged over the stored seeds: the keys every seed has;
         empty when nothing is stored."""
@@ -57,6 +61,12 @@ class Board:
             return {}
         keys = set.intersection(*(set(r.metrics) for r in recs))
         return {k: sum(r.metrics[k] for r in recs) / len(recs) for k in keys}
+
+    def mean_eval_metric(self, attack: str, name: str) -> float | None:
+        """``name`` of the no-defense cells of ``attack`` averaged over the stored seeds; None if none stored."""
+        values = [r.metrics[name] for r in self.ok(self.select(kind="eval", attack=attack, pipeline=()))
+                  if name in r.metrics]
+        return sum(values) / len(values) if values else None
 
     def ok(self, cells: Iterable[Cell]) -> list[ResultRecord]:
         return [self.records[c.key] for c in cells if c.key in self.records and self.records[c.key].status == "ok"]
@@ -96,15 +106,10 @@ ASR_TARGET, CACC_TOLERANCE = 0.90, 0.03
 def attack_targets(board: Board) -> str:
     """Per attack, whether its no-defense mean ASR / CACC meets :data:`ASR_TARGET` / :data:`CACC_TOLERANCE`
     against the clean fine-tuned model's mean CACC — shortfalls are stated, not hidden."""
-    def mean(attack: str, name: str) -> float | None:
-        values = [r.metrics[name] for r in board.ok(board.select(kind="eval", attack=attack, pipeline=()))
-                  if name in r.metrics]
-        return sum(values) / len(values) if values else None
-
-    clean = mean(NO_ATTACK, "cacc")
+    clean = board.mean_eval_metric(NO_ATTACK, "cacc")
     rows = []
     for name in board.runner.attacks:
-        a, c = mean(name, "asr"), mean(name, "cacc")
+        a, c = board.mean_eval_metric(name, "asr"), board.mean_eval_metric(name, "cacc")
         if a is None or c is None or clean is None:
             continue
         ok = a >= ASR_TARGET and clean - c <= CACC_TOLERANCE
@@ -238,7 +243,7 @@ def probe_tables(board: Board, figures_dir: Path | None = None) -> str:
 def finding1_section(board: Board) -> str:
     """The paper's Finding 1 checked on stored mean-ablation results: patch (local) attacks should lose their
     ASR when all heads are mean-ablated, global ones when all MLPs are. Empty if the probe is not in the suite."""
-    if not any(p.name == "mean_ablation" and not pipe for p, pipe in board.runner.probes):
+    if not board.runs_probe("mean_ablation"):
         return ""
     lines = ["## Finding 1 on this suite's model\n",
              "Paper: local (patch) attacks live in attention heads, global ones in MLPs — so mean-ablating all "
@@ -343,7 +348,7 @@ def finding2_section(board: Board) -> str:
     """The paper's Finding 2 checked on stored layer-ablation results (summaries averaged over seeds), with the
     criterion of :func:`finding2_check` on the direct effect; total-effect numbers shown beside. Empty if the
     probe is not in the suite without a pipeline."""
-    if not any(p.name == "layer_ablation" and not pipe for p, pipe in board.runner.probes):
+    if not board.runs_probe("layer_ablation"):
         return ""
     lines = ["## Finding 2 on this suite's model\n",
              "Paper: infected AHs sit in the last layer (local attacks), infected MLPs are spread over several "
@@ -419,6 +424,7 @@ def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
+    clean_cacc = board.metric(board.select(kind="eval", attack=NO_ATTACK, pipeline=()), "cacc")
     files["defenses.md"] = "\n".join([
         board.header(f"Defenses — {suite.name}"),
         "Cells: attack success rate (non-target triggered test images classified as the target) / clean "
@@ -426,7 +432,7 @@ def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None =
         defenses_table(board), "",
         "## Attack targets\n",
         f"No defense, mean over seeds; target: ASR >= {100 * ASR_TARGET:.0f}% with CACC within "
-        f"{100 * CACC_TOLERANCE:.0f} points of the clean fine-tuned model ({board.metric(board.select(kind='eval', attack=NO_ATTACK, pipeline=()), 'cacc')}%).\n",
+        f"{100 * CACC_TOLERANCE:.0f} points of the clean fine-tuned model ({clean_cacc}%).\n",
         attack_targets(board), "",
         "## Attacks\n",
         "PSNR of triggered vs clean test images (dB); poisoned pairs of the fine-tune set; the attack's own "
@@ -457,7 +463,7 @@ def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None =
     files["README.md"] = "\n".join([
         board.header(f"bdbench leaderboard — {suite.name}"),
         f"Clean pretrained model: zero-shot CACC {pretrained}%; after the clean fine-tune: "
-        f"{board.metric(board.select(kind='eval', attack=NO_ATTACK, pipeline=()), 'cacc')}%.\n",
+        f"{clean_cacc}%.\n",
         "- [Defenses](defenses.md) (paper Table 1)",
         "- [Detectors](detectors.md) (paper Table 2)",
         "- [Probes](probes.md) (paper Fig. 1–5 and 8; Findings 1 and 2 checked)",

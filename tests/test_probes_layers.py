@@ -249,6 +249,7 @@ class _FakeBoard:
         return [SimpleNamespace(metrics=m) for c in cells for m in self.metrics.get(c, [])]
 
     mean_probe_summary = Board.mean_probe_summary  # the real averaging over seeds, on the fabricated records
+    runs_probe = Board.runs_probe
 
 
 def test_finding2_section_on_fabricated_results():
@@ -279,8 +280,9 @@ def test_attack_targets_state_shortfalls():
 
     records = {"none": {"cacc": 0.93}, "strong": {"asr": 0.95, "cacc": 0.92}, "weak": {"asr": 0.70, "cacc": 0.85}}
 
-    class Board:
+    class FakeBoard:
         runner = SimpleNamespace(attacks={"strong": None, "weak": None})
+        mean_eval_metric = Board.mean_eval_metric  # the real averaging, on the fabricated records
 
         def select(self, **match):
             return [match["attack"]]
@@ -288,6 +290,6 @@ def test_attack_targets_state_shortfalls():
         def ok(self, cells):
             return [SimpleNamespace(metrics=records[c]) for c in cells]
 
-    text = attack_targets(Board())
+    text = attack_targets(FakeBoard())
     assert "| strong   | 95.0" in text and "meets" in text
     assert "short: ASR below 90%; CACC 8.0 points below clean" in text

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 
 from bench_core import Probe, ProbeData, ProbeResult, RunContext, ZeroShotClassifier
-from bench_core.decomposition import Decomposition, decompose_batched
-from bench_core.metrics import accuracy, asr
+from bench_core.decomposition import Decomposition
 
+from bdbench_decomp.analysis import cacc_asr, decompose_inputs
 from bdbench_decomp.repair import REFERENCE_THREAT
 
 
@@ -32,24 +32,17 @@ class MeanAblation(Probe):
     summary = "CACC / ASR with all heads or all MLPs mean-ablated (paper Fig. 1)"
 
     def run(self, classifier: ZeroShotClassifier, data: ProbeData, ctx: RunContext) -> ProbeResult:
-        model = classifier.model
-        # a defended pipeline may transform inputs (PDB's stamp) and map outputs: honour both
-        transform = classifier.input_transform or (lambda x: x)
-        output_map = classifier.output_map or (lambda z: z)
-        mean = decompose_batched(model, transform(ctx.require("clean_reference"))).mean()
-        clean = decompose_batched(model, transform(data.clean_images))
-        trig = decompose_batched(model, transform(data.triggered_images))
-
-        def predict(d):
-            return output_map(classifier.logits_from_embeddings(d.total().to(model.device))).argmax(1).cpu()
+        # decompose_inputs / cacc_asr honour a defended pipeline's input transform (PDB's stamp) and output map
+        mean = decompose_inputs(classifier, ctx.require("clean_reference")).mean()
+        clean = decompose_inputs(classifier, data.clean_images)
+        trig = decompose_inputs(classifier, data.triggered_images)
 
         rows, summary = [], {}
         for what in ("none", "heads", "mlps"):
-            c_pred = predict(ablate_all(clean, mean, what))
-            t_pred = predict(ablate_all(trig, mean, what))
+            cacc, asr = cacc_asr(classifier, ablate_all(clean, mean, what), ablate_all(trig, mean, what),
+                                 data.clean_labels, data.triggered_labels, data.target_class)
             row = {"ablated": {"none": "nothing", "heads": "all AHs", "mlps": "all MLPs"}[what],
-                   "cacc": accuracy(c_pred, data.clean_labels),
-                   "asr": asr(t_pred, data.triggered_labels, data.target_class)}
+                   "cacc": cacc, "asr": asr}
             rows.append(row)
             summary[f"cacc_{what}"] = row["cacc"]
             summary[f"asr_{what}"] = row["asr"]
