@@ -302,14 +302,13 @@ class _AttackRun:
                 torch.manual_seed(self.seed)
                 stats = defense.repair(model, self.r.context(self.seed, defense.threat_model.reads, self.attack))
             else:
-                model = self._finetune(chain[0] if chain else None)
-                stats = {}
+                model, stats = self._finetune(chain[0] if chain else None)
             model.eval()
             self.r.cache.save(key, state_dict_tensors(model.clip), {"stats": stats})
         self._models[chain] = model
         return model
 
-    def _finetune(self, train_defense: TrainDefense | None) -> ClipModel:
+    def _finetune(self, train_defense: TrainDefense | None) -> tuple[ClipModel, dict[str, float]]:
         pairs, repeat = self.training_pairs, None
         if train_defense is not None:
             plan = train_defense.plan_training(pairs, self.r.context(self.seed, train_defense.threat_model.reads,
@@ -323,7 +322,7 @@ class _AttackRun:
         stats = train_contrastive(model, pairs.images, list(pairs.captions), self.r.suite.finetune,
                                   seed=self.seed, desc=f"finetune {what}", repeat=repeat)
         self.r.log(f"  fine-tuned in {stats['seconds']:.0f}s, final loss {stats['loss']:.3f}")
-        return model
+        return model, stats
 
     def classifier_for(self, defenses: tuple[Defense, ...]) -> Classifier:
         model = self.model_for(defenses)

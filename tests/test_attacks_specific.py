@@ -157,3 +157,32 @@ def test_badnet_and_label_consistent_draw_different_patches(ctx):
     """Random (noise) patches are salted by attack name; the default checkerboard is deterministic by design."""
     noise = {"pattern": "noise"}
     assert not torch.equal(BadNet(noise).prepare(ctx)["patch"], LabelConsistent(noise).prepare(ctx)["patch"])
+
+
+def test_four_corners_stamps_every_corner_and_nothing_else():
+    from bdbench_attacks.patches import stamp
+
+    images = torch.zeros(2, 3, 16, 16)
+    patch = torch.ones(3, 3, 3)
+    out = stamp(images, patch, "four_corners", torch.Generator())
+    expected = torch.zeros(16, 16)
+    for ys in (slice(0, 3), slice(13, 16)):
+        for xs in (slice(0, 3), slice(13, 16)):
+            expected[ys, xs] = 1
+    assert torch.equal(out, expected.expand(2, 3, 16, 16))
+    assert images.abs().sum() == 0  # the input is not modified
+    with pytest.raises(ValueError, match="overlaps itself"):
+        stamp(images, torch.ones(3, 9, 9), "four_corners", torch.Generator())
+
+
+def test_lc_default_stamps_the_four_corners(tiny_data, ctx):
+    attack = LabelConsistent({"patch_size": 4, "eps": 8 / 255, "steps": 2})
+    assert attack.config.location == "four_corners"
+    attack.load_state(attack.prepare(ctx))
+    test_images = tiny_data.evaluation.images[:3]
+    triggered = attack.apply_trigger(test_images, ctx)
+    patch = attack.state["patch"].expand(3, -1, -1, -1)
+    for ys in (slice(0, 4), slice(-4, None)):
+        for xs in (slice(0, 4), slice(-4, None)):
+            assert torch.equal(triggered[:, :, ys, xs], patch)
+    assert torch.equal(triggered[:, :, 4:-4, 4:-4], test_images[:, :, 4:-4, 4:-4])

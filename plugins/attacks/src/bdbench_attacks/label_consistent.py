@@ -4,7 +4,8 @@ Only pairs of the target class are poisoned and their true captions are kept, so
 correctly labelled. To make the victim rely on the trigger rather than the content, each chosen image is
 first made hard to learn: L_inf PGD on the clean CLIP pushes the image embedding away from its own
 caption's text embedding (minimising their cosine similarity; batch-independent, unlike the contrastive
-loss). The BadNet patch is then stamped on the perturbed image. At test time only the patch is stamped.
+loss). The checkerboard is then stamped in all four corners of the perturbed image (Turner et al.'s pattern
+placement). At test time only the patches are stamped.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ from bdbench_attacks.patches import Location
 
 class LabelConsistentConfig(BadNetConfig):
     # poison_rate (inherited) is a fraction of all fine-tune pairs, capped by the number of target-class pairs
-    location: Location = "bottom_right"  # Turner et al. / BackdoorBox: a fixed corner pattern, not a random place
+    # Turner et al. (2019, §4.3) and BackdoorBox's LC example stamp the pattern in all four corners. Measured on
+    # the default world (seed 0, 250 poisoned target-class pairs): one 8 px bottom-right checkerboard 74.6% ASR,
+    # four 4 px corners 82.6%, four 6 px corners 95.1% (CACC 91.4-91.6% in all three).
+    location: Location = "four_corners"
+    patch_size: int = Field(6, ge=1)  # per corner; 4 x 36 px = 14% of a 32 px image (paper preset: 16 px at 224)
     eps: float = Field(16 / 255, gt=0, le=1)  # paper/BackdoorBox 8/255 at 224 px; 16/255 is among Turner
     # et al.'s CIFAR-10 (32 px) budgets: on the 32 px world it takes a small clean CLIP's image-caption cosine
     # from 0.72 to -0.32 (8/255: to 0.18), i.e. the content now argues against the caption (measured)
@@ -37,7 +42,7 @@ class LabelConsistent(BadNet):
     """Poison target-class pairs only: PGD away from their own captions, then the patch; captions kept."""
 
     name = "label_consistent"
-    version = "0.1.0"
+    version = "0.2.0"
     Config = LabelConsistentConfig
     locality = "local"
     clean_label = True  # poisoned pairs keep their true captions (the contract tests read this)

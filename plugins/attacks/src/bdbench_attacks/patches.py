@@ -14,7 +14,7 @@ from pydantic import Field
 
 from bench_core import AttackConfig
 
-Location = Literal["random", "bottom_right", "center"]
+Location = Literal["random", "bottom_right", "center", "four_corners"]
 
 
 class PatchConfig(AttackConfig):
@@ -22,6 +22,7 @@ class PatchConfig(AttackConfig):
 
     patch_size: int = Field(8, ge=1)  # paper: 16 px on 224 px (0.5% of the area); default suite: 8 px on 32 px
     location: Location = "random"  # paper (BackdoorBox BadNet): a random location per image
+    # "four_corners" stamps the patch in every corner (Turner et al. 2019 §4.3; BackdoorBox's LC example)
 
 
 def locations(n: int, size: tuple[int, int], patch_size: int, location: Location,
@@ -38,6 +39,8 @@ def locations(n: int, size: tuple[int, int], patch_size: int, location: Location
         return [h - s] * n, [w - s] * n
     if location == "center":
         return [(h - s) // 2] * n, [(w - s) // 2] * n
+    if location == "four_corners":
+        raise ValueError("four_corners places four patches per image: use stamp(), not locations()")
     ys = torch.randint(0, h - s + 1, (n,), generator=generator).tolist()
     xs = torch.randint(0, w - s + 1, (n,), generator=generator).tolist()
     return ys, xs
@@ -47,8 +50,15 @@ def stamp(images: torch.Tensor, patch: torch.Tensor, location: Location, generat
     """A copy of ``images`` (N, C, H, W) with ``patch`` (C, s, s) pasted at ``location``."""
     patch = patch.to(images.device, images.dtype)
     s = patch.shape[-1]
-    ys, xs = locations(len(images), images.shape[-2:], s, location, generator)
     out = images.clone()
+    if location == "four_corners":
+        h, w = images.shape[-2:]
+        if 2 * s > min(h, w):
+            raise ValueError(f"four_corners: patch_size {s} overlaps itself on {h}x{w} images (at most {min(h, w) // 2})")
+        for y, x in ((0, 0), (0, w - s), (h - s, 0), (h - s, w - s)):
+            out[:, :, y:y + s, x:x + s] = patch
+        return out
+    ys, xs = locations(len(images), images.shape[-2:], s, location, generator)
     for i, (y, x) in enumerate(zip(ys, xs)):
         out[i, :, y:y + s, x:x + s] = patch
     return out
