@@ -34,7 +34,7 @@ bench: $(STAMP)
 		--benchmark-json=.benchmarks/latest.json
 	$(BIN)/python -c "import json; [print(f\"{b['name']}: {b['extra_info']}\") for b in json.load(open('.benchmarks/latest.json'))['benchmarks']]"
 
-# The committed leaderboard: every method, 3 seeds (about 2.5 h cold on a 2-core CPU).
+# The committed leaderboard: every method, 3 seeds (about 1 h 45 min cold on a 2-core CPU).
 leaderboard: $(STAMP)
 	$(BIN)/bdbench run --suite full
 	$(BIN)/bdbench leaderboard --suite full --out leaderboards/default
