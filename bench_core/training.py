@@ -52,12 +52,17 @@ ExtraLoss = Callable[[ClipModel, torch.Tensor, torch.Tensor, torch.Tensor, torch
 
 def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE over the batch (CLIP's loss), computed in fp32 even under autocast."""
-    with full_precision(image_features.device):
-        image_features = F.normalize(image_features.float(), dim=-1)
-        text_features = F.normalize(text_features.float(), dim=-1)
-        logits = logit_scale.float().exp().clamp(max=100) * image_features @ text_features.T
-        target = torch.arange(len(logits), device=logits.device)
-        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    logits = contrastive_logits(image_features, text_features, logit_scale)
+    target = torch.arange(len(logits), device=logits.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def contrastive_logits(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """(len(a), len(b)) fp32 cosine similarities times CLIP's learned scale (capped at 100), even under autocast."""
+    with full_precision(a.device):
+        a = F.normalize(a.float(), dim=-1)
+        b = F.normalize(b.float(), dim=-1)
+        return logit_scale.float().exp().clamp(max=100) * a @ b.T
 
 
 def full_precision(device: torch.device) -> contextlib.AbstractContextManager:

@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 
 from bench_core import PluginConfig, PostTrainDefense, RunContext, ThreatModel
 from bench_core.models import ClipModel
-from bench_core.training import TrainConfig, full_precision, train_contrastive
+from bench_core.training import TrainConfig, contrastive_logits, train_contrastive
 
 from bdbench_cleanclip.augment import augment_caption, augment_images
 
@@ -97,11 +97,8 @@ class CleanCLIP(PostTrainDefense):
 def inmodal_loss(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """InfoNCE of each row of ``a`` against the rows of ``b`` (its own row is the positive), as the reference;
     in fp32 even under the training loop's bf16 autocast."""
-    with full_precision(a.device):
-        a = F.normalize(a.float(), dim=-1)
-        b = F.normalize(b.float(), dim=-1)
-        logits = logit_scale.float().exp().clamp(max=100) * a @ b.T
-        return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
+    logits = contrastive_logits(a, b, logit_scale)
+    return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
 
 
 class UnimodalLoss:

@@ -15,12 +15,15 @@ from bench_core.decomposition import Decomposition, decompose_batched
 from bench_core.metrics import accuracy, asr
 
 
+def as_model_sees(classifier: ZeroShotClassifier, images: torch.Tensor) -> torch.Tensor:
+    """``images`` after the classifier's input transform (an inference defense's, e.g. PDB's Δ1), if any."""
+    transform = getattr(classifier, "input_transform", None)
+    return images if transform is None else transform(images)
+
+
 def decompose_inputs(classifier: ZeroShotClassifier, images: torch.Tensor) -> Decomposition:
     """Decomposition (on the CPU) of ``images`` as the classifier's model sees them."""
-    transform = getattr(classifier, "input_transform", None)
-    if transform is not None:
-        images = transform(images)
-    return decompose_batched(classifier.model, images)
+    return decompose_batched(classifier.model, as_model_sees(classifier, images))
 
 
 @torch.no_grad()

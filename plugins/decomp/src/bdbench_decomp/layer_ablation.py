@@ -30,7 +30,7 @@ from pydantic import Field
 from bench_core import PluginConfig, Probe, ProbeData, ProbeResult, RunContext, ZeroShotClassifier
 from bench_core.decomposition import Decomposition, decompose_batched, mean_component_outputs
 
-from bdbench_decomp.analysis import cacc_asr
+from bdbench_decomp.analysis import as_model_sees, cacc_asr
 from bdbench_decomp.repair import REFERENCE_THREAT
 
 Effect = Literal["direct", "total"]
@@ -79,9 +79,9 @@ class LayerAblation(Probe):
 
     def run(self, classifier: ZeroShotClassifier, data: ProbeData, ctx: RunContext) -> ProbeResult:
         model, batch = classifier.model, self.config.batch_size
-        transform = classifier.input_transform or (lambda x: x)
-        reference = transform(ctx.require("clean_reference"))
-        clean_x, trig_x = transform(data.clean_images), transform(data.triggered_images)
+        reference = as_model_sees(classifier, ctx.require("clean_reference"))
+        clean_x = as_model_sees(classifier, data.clean_images)
+        trig_x = as_model_sees(classifier, data.triggered_images)
 
         def score(clean: Decomposition, trig: Decomposition) -> tuple[float, float]:
             return cacc_asr(classifier, clean, trig, data.clean_labels, data.triggered_labels, data.target_class)
