@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from bench_core.interfaces import PairSet
+from bench_core.metrics import psnr
 
 from bdbench_attacks.badclip import BadCLIP
 from bdbench_attacks.badnet import BadNet
 from bdbench_attacks.issba import ISSBA
 from bdbench_attacks.label_consistent import LabelConsistent, pgd_away_from_captions, target_indices
 from bdbench_attacks.patches import paste, stamp
-from bdbench_attacks.stegastamp import StegaSettings, train_stegastamp
+from bdbench_attacks.stegastamp import StegaSettings, scale_for_psnr, train_stegastamp
 from conftest import make_context
 
 
@@ -106,6 +107,44 @@ def test_issba_reports_its_metrics_and_stamps_sample_specific_residuals(tiny_dat
     assert not torch.allclose(residual[0], residual[1]), "the residual should depend on the image"
     assert torch.allclose(attack.apply_trigger(images[:3], ctx) - images[:3], residual[:3], atol=1e-6), \
         "an image's trigger must not depend on its batch"
+
+
+@pytest.mark.parametrize("budget", [24.0, 30.0])
+def test_issba_residual_is_rescaled_to_its_psnr_budget(tiny_data, ctx, budget):
+    attack = ISSBA({"steps": 40, "n_held": 16, "psnr_budget_db": budget})
+    state = attack.prepare(ctx)
+    assert abs(float(state["metric_stego_psnr_db"]) - budget) < 0.01, "held-out PSNR must sit on the budget"
+    assert float(state["scale"]) > 0 and float(state["metric_residual_scale"]) == float(state["scale"])
+    attack.load_state(state)
+    images = tiny_data.finetune.images[:64]
+    measured = psnr(images, attack.apply_trigger(images, ctx))
+    assert abs(measured - budget) < 1.5, f"other images of the same world should land near the budget: {measured}"
+
+
+def test_issba_without_a_budget_keeps_the_trained_residual(tiny_data, ctx):
+    state = ISSBA({"steps": 40, "n_held": 16, "psnr_budget_db": None}).prepare(ctx)
+    assert float(state["scale"]) == 1.0
+    assert float(state["metric_stego_psnr_db"]) == float(state["metric_trained_psnr_db"])
+
+
+def test_scale_for_psnr_solves_the_budget_and_rejects_an_unreachable_one():
+    images = torch.rand(8, 3, 16, 16) * 0.5 + 0.25  # away from the clamp
+
+    class FixedResidual(torch.nn.Module):
+        def forward(self, x, bits):
+            return torch.full_like(x, 0.01)  # PSNR 40 dB at scale 1: MSE 1e-4
+
+    scale = scale_for_psnr(FixedResidual(), images, torch.zeros(4), 34.0)
+    assert abs(scale - 10 ** (6 / 20)) < 1e-3  # 6 dB lower PSNR = residual x 10^(6/20)
+    with pytest.raises(ValueError, match="out of reach"):
+        scale_for_psnr(FixedResidual(), images, torch.zeros(4), 500.0)
+
+    class ZeroResidual(torch.nn.Module):
+        def forward(self, x, bits):
+            return torch.zeros_like(x)
+
+    with pytest.raises(ValueError, match="zero residual"):
+        scale_for_psnr(ZeroResidual(), images, torch.zeros(4), 30.0)
 
 
 @pytest.mark.slow  # trains the encoder-decoder for 300 steps (~30 s alone, minutes on a loaded machine)

@@ -1,10 +1,11 @@
 """ISSBA (Li et al., ICCV 2021): an invisible, sample-specific additive trigger from a steganography encoder.
 
 ``prepare`` trains a small StegaStamp-like encoder–decoder from scratch on the attacker's fine-tune images
-(:mod:`bdbench_attacks.stegastamp`), draws one fixed secret bit-string per seed, and measures on held-out
-fine-tune images how well the decoder recovers that secret and how invisible the residual is. The encoder
-weights are the cached state; the trigger of an image is ``clamp(x + encoder(x, secret), 0, 1)``, a
-different residual for every image. Poisoning is the default: a random subset, captions naming the target.
+(:mod:`bdbench_attacks.stegastamp`), draws one fixed secret bit-string per seed, rescales the residual so
+that held-out fine-tune images reach the PSNR budget (the attack's strength, the same for every seed), and
+measures there how well the decoder recovers the secret. The encoder weights and the scale are the cached
+state; the trigger of an image is ``clamp(x + scale * encoder(x, secret), 0, 1)``, a different residual for
+every image. Poisoning is the default: a random subset, captions naming the target.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pydantic import Field
 
 from bench_core import Attack, AttackConfig, RunContext, ThreatModel
 
-from bdbench_attacks.stegastamp import Encoder, StegaSettings, encode, train_stegastamp
+from bdbench_attacks.stegastamp import (
+    Decoder, Encoder, StegaSettings, encode, evaluate_stego, scale_for_psnr, train_stegastamp,
+)
 
 _PREFIX = "encoder."
 
@@ -25,11 +28,14 @@ class ISSBAConfig(AttackConfig):
     steps: int = Field(1000, ge=1)  # 32 px world, seeds 0-2: bit accuracy 0.985-0.992, PSNR 32.0-32.9 dB
     batch_size: int = Field(32, ge=1)  # small batches, many steps: the CPU cost is per pixel
     lr: float = Field(3e-3, gt=0)  # Adam; StegaStamp's 1e-4 is for 140k steps
-    # Residual MSE weight: the trade-off between invisibility and learnability, measured on the default world
-    # (seed 0, 10-epoch fine-tune, 5% poisoned): 100 -> stego PSNR 31.8 dB, ASR 13.0%; 30 -> 27.2 dB, ASR 89.8%.
-    # The default favours an attack that takes (defenses are then measured on something); preset "psnr30"
-    # keeps the >= 30 dB budget.
+    # Residual MSE weight during training. Its effect on the final PSNR varies by seed (weight 30, seeds 0-2:
+    # 27.1 / 29.5 / 28.5 dB, ASR 89.6 / 75.2 / 81.4%), so the strength is set by ``psnr_budget_db`` below.
+    # A weaker weight rescaled to the budget does worse (10, rescaled to 30 dB: bit accuracy 0.82, ASR 15.8%).
     l2_weight: float = Field(30.0, ge=0)
+    # The trigger's strength, as an attack budget: after training, the residual is rescaled so that the
+    # held-out stego PSNR equals this value (like an epsilon, the same for every seed). None keeps the
+    # trained residual as is. Seeds 0-2: 27 dB -> ASR 90.0 / 89.2 / 94.2%; 30 dB -> 71.8 / 69.0 / 42.8%.
+    psnr_budget_db: float | None = Field(27.0, gt=0)
     l2_start: float = Field(0.15, ge=0, le=1)  # bit loss alone first (StegaStamp ramps its image losses too)
     l2_full: float = Field(0.6, ge=0, le=1)  # the L2 weight then rises over (0.6 - 0.15) of the steps
     l2_gate: float = Field(0.9, ge=0, le=1)  # ... once the decoder reads 90% of the training bits (ours:
@@ -42,7 +48,7 @@ class ISSBA(Attack):
     """Sample-specific invisible residual from a trained encoder (StegaStamp-like)."""
 
     name = "issba"
-    version = "0.1.0"
+    version = "0.2.0"
     Config = ISSBAConfig
     locality = "global"
     summary = "sample-specific invisible residual from a steganography encoder (Li et al., 2021)"
@@ -51,9 +57,10 @@ class ISSBA(Attack):
     presets = {
         # ISSBA / StegaStamp on 224 px: a 100-bit secret and a wider network; 1,500 of 500K pairs poisoned.
         # Not run by us at 224 px (needs a GPU): the step count and lr are a starting point, check the metrics.
+        # The 27 dB budget (the class default) applies here too.
         "paper": {"secret_bits": 100, "width": 32, "steps": 20000, "lr": 1e-3, "poison_rate": 0.003},
-        # the invisible budget (stego PSNR >= 30 dB on the 32 px world; ASR 13.0% in the default world, seed 0)
-        "psnr30": {"l2_weight": 100.0},
+        # the invisible budget of the issue's target (stego PSNR 30 dB on the 32 px world)
+        "psnr30": {"psnr_budget_db": 30.0},
         # the quick suite's 16 px miniature world (numbers mean nothing)
         "quick": {"steps": 60, "n_held": 16},
     }
@@ -73,14 +80,27 @@ class ISSBA(Attack):
         order = torch.randperm(len(images), generator=ctx.generator("issba:split"))
         held, train = images[order[:n_held]], images[order[n_held:]]
         secret = torch.randint(0, 2, (self.config.secret_bits,), generator=ctx.generator("issba:secret")).float()
-        encoder, _, report = train_stegastamp(train, held, secret, self.settings(), ctx.generator("issba:train"),
-                                              ctx.device)
+        encoder, decoder, report = train_stegastamp(train, held, secret, self.settings(),
+                                                    ctx.generator("issba:train"), ctx.device)
+        scale, bit_accuracy, psnr_db = self._fit_budget(encoder, decoder, held, secret, report)
         state = {_PREFIX + k: v.detach().clone() for k, v in encoder.state_dict().items()}
         state["secret"] = secret
-        state["metric_bit_accuracy"] = torch.tensor(report.bit_accuracy)
+        state["scale"] = torch.tensor(scale)
+        state["metric_bit_accuracy"] = torch.tensor(bit_accuracy)
         # not "metric_psnr_db": the runner reports its own attack_psnr_db (test split), which that would overwrite
-        state["metric_stego_psnr_db"] = torch.tensor(report.psnr_db)
+        state["metric_stego_psnr_db"] = torch.tensor(psnr_db)
+        state["metric_trained_psnr_db"] = torch.tensor(report.psnr_db)  # before rescaling to the budget
+        state["metric_residual_scale"] = torch.tensor(scale)
         return state
+
+    def _fit_budget(self, encoder: Encoder, decoder: Decoder, held: torch.Tensor, secret: torch.Tensor,
+                    report) -> tuple[float, float, float]:
+        """(scale, bit accuracy, PSNR) of the residual rescaled to the PSNR budget, on the held-out images."""
+        if self.config.psnr_budget_db is None:
+            return 1.0, report.bit_accuracy, report.psnr_db
+        scale = scale_for_psnr(encoder, held, secret, self.config.psnr_budget_db)
+        bit_accuracy, psnr_db, _ = evaluate_stego(encoder, decoder, held, secret, scale)
+        return scale, bit_accuracy, psnr_db
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         super().load_state(state)
@@ -93,7 +113,9 @@ class ISSBA(Attack):
             raise RuntimeError("issba: no encoder; call load_state(prepare(ctx)) first")
         encoder = self._encoder.to(images.device)
         secret = self.state["secret"].to(images.device)
+        scale = float(self.state["scale"])
         step = self.config.batch_size_apply
         with torch.no_grad():
-            out = [encode(encoder, images[i:i + step].float(), secret) for i in range(0, len(images), step)]
+            out = [encode(encoder, images[i:i + step].float(), secret, scale)
+                   for i in range(0, len(images), step)]
         return torch.cat(out).to(images.dtype) if out else images.clone()

@@ -82,11 +82,48 @@ class StegaReport:
     seconds: float
 
 
-def encode(encoder: Encoder, images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
-    """Encoded images ``clamp(x + encoder(x, bits), 0, 1)``; ``bits`` is (B,) for all images or (N, B)."""
+def encode(encoder: Encoder, images: torch.Tensor, bits: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Encoded images ``clamp(x + scale * encoder(x, bits), 0, 1)``; ``bits`` is (B,) for all images or (N, B)."""
     if bits.ndim == 1:
         bits = bits.expand(len(images), -1)
-    return (images + encoder(images, bits)).clamp(0, 1)
+    return (images + scale * encoder(images, bits)).clamp(0, 1)
+
+
+@torch.no_grad()
+def evaluate_stego(encoder: Encoder, decoder: Decoder, held: torch.Tensor, secret: torch.Tensor,
+                   scale: float = 1.0) -> tuple[float, float, float]:
+    """(bit accuracy, PSNR dB, clean bit accuracy) of the fixed ``secret`` on ``held`` with the residual
+    multiplied by ``scale``. Clean bit accuracy is the decoder on unencoded images (chance: about 0.5)."""
+    encoded = encode(encoder, held, secret, scale)
+    truth = secret.expand(len(held), -1)
+    return (float(((decoder(encoded) > 0).float() == truth).float().mean()),
+            psnr(held.cpu(), encoded.cpu()),
+            float(((decoder(held) > 0).float() == truth).float().mean()))
+
+
+@torch.no_grad()
+def scale_for_psnr(encoder: Encoder, held: torch.Tensor, secret: torch.Tensor, budget_db: float,
+                   iterations: int = 40) -> float:
+    """The residual scale at which the encoded ``held`` images have PSNR ``budget_db`` against the clean ones.
+
+    PSNR falls monotonically as the scale grows (clamping to [0, 1] only slows the fall), so bisection on
+    the log scale finds it; the result is accurate to well under 0.01 dB.
+    """
+    residual = encoder(held, secret.expand(len(held), -1))
+    if float(residual.abs().max()) == 0.0:
+        raise ValueError("the ISSBA encoder outputs a zero residual: no scale reaches a PSNR budget")
+
+    def psnr_at(scale: float) -> float:
+        return psnr(held.cpu(), (held + scale * residual).clamp(0, 1).cpu())
+
+    low, high = 1e-4, 1e4  # scales; psnr_at(low) > budget > psnr_at(high) for any sensible budget
+    if not psnr_at(high) < budget_db < psnr_at(low):
+        raise ValueError(f"PSNR budget {budget_db} dB is out of reach of this encoder's residual "
+                         f"({psnr_at(high):.1f} to {psnr_at(low):.1f} dB)")
+    for _ in range(iterations):
+        mid = (low * high) ** 0.5
+        low, high = (mid, high) if psnr_at(mid) > budget_db else (low, mid)
+    return (low * high) ** 0.5
 
 
 def train_stegastamp(images: torch.Tensor, held: torch.Tensor, secret: torch.Tensor, settings: StegaSettings,
@@ -128,13 +165,7 @@ def train_stegastamp(images: torch.Tensor, held: torch.Tensor, secret: torch.Ten
         opt.step()
     encoder.eval()
     decoder.eval()
-    with torch.no_grad():
-        held = held.to(device)
-        encoded = encode(encoder, held, secret.to(device))
-        truth = secret.to(device).expand(len(held), -1)
-        report = StegaReport(
-            bit_accuracy=float(((decoder(encoded) > 0).float() == truth).float().mean()),
-            psnr_db=psnr(held.cpu(), encoded.cpu()),
-            clean_bit_accuracy=float(((decoder(held) > 0).float() == truth).float().mean()), l2_from_step=gate,
-            final_loss=float(loss), seconds=time.perf_counter() - started)
+    bit_accuracy, psnr_db, clean_bit_accuracy = evaluate_stego(encoder, decoder, held.to(device), secret.to(device))
+    report = StegaReport(bit_accuracy=bit_accuracy, psnr_db=psnr_db, clean_bit_accuracy=clean_bit_accuracy,
+                         l2_from_step=gate, final_loss=float(loss.detach()), seconds=time.perf_counter() - started)
     return encoder.cpu(), decoder.cpu(), report
