@@ -1,4 +1,5 @@
-# bdbench — `make demo` runs the default suite and writes leaderboards/default; `make test` runs the tests.
+# bdbench — `make demo` runs the default suite and writes leaderboards/demo (not committed); `make test` runs the
+# tests; `make leaderboard` runs the full suite and writes the committed leaderboards/default.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -20,7 +21,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/bdbench run --suite default
-	$(BIN)/bdbench leaderboard --suite default --out leaderboards/default
+	$(BIN)/bdbench leaderboard --suite default --out leaderboards/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
