@@ -14,7 +14,7 @@ from bdbench_attacks.badnet import BadNet
 from bdbench_attacks.issba import ISSBA
 from bdbench_attacks.label_consistent import LabelConsistent, pgd_away_from_captions, target_indices
 from bdbench_attacks.patches import paste, stamp
-from bdbench_attacks.stegastamp import StegaSettings, scale_for_psnr, train_stegastamp
+from bdbench_attacks.stegastamp import Encoder, StegaSettings, scale_for_psnr, train_stegastamp
 from conftest import make_context
 
 
@@ -110,8 +110,10 @@ def test_issba_reports_its_metrics_and_stamps_sample_specific_residuals(tiny_dat
 
 
 @pytest.mark.parametrize("budget", [24.0, 30.0])
-def test_issba_residual_is_rescaled_to_its_psnr_budget(tiny_data, ctx, budget):
-    attack = ISSBA({"steps": 40, "n_held": 16, "psnr_budget_db": budget})
+@pytest.mark.parametrize("train_at_budget", [True, False])
+def test_issba_residual_is_rescaled_to_its_psnr_budget(tiny_data, ctx, budget, train_at_budget):
+    attack = ISSBA({"steps": 40, "n_held": 16, "psnr_budget_db": budget, "train_at_budget": train_at_budget,
+                    "l2_weight": 0.0 if train_at_budget else 30.0})
     state = attack.prepare(ctx)
     assert abs(float(state["metric_stego_psnr_db"]) - budget) < 0.01, "held-out PSNR must sit on the budget"
     assert float(state["scale"]) > 0 and float(state["metric_residual_scale"]) == float(state["scale"])
@@ -122,9 +124,37 @@ def test_issba_residual_is_rescaled_to_its_psnr_budget(tiny_data, ctx, budget):
 
 
 def test_issba_without_a_budget_keeps_the_trained_residual(tiny_data, ctx):
-    state = ISSBA({"steps": 40, "n_held": 16, "psnr_budget_db": None}).prepare(ctx)
+    state = ISSBA({"steps": 40, "n_held": 16, "psnr_budget_db": None, "train_at_budget": False,
+                   "l2_weight": 30.0}).prepare(ctx)
     assert float(state["scale"]) == 1.0
     assert float(state["metric_stego_psnr_db"]) == float(state["metric_trained_psnr_db"])
+
+
+def test_encoder_with_an_rms_holds_every_residual_at_it_and_keeps_it_in_its_state():
+    encoder = Encoder(bits=4, width=4, rms=0.03)
+    images = torch.rand(6, 3, 16, 16)
+    residual = encoder(images, torch.randint(0, 2, (6, 4)).float())
+    rms = residual.pow(2).mean(dim=(1, 2, 3)).sqrt()
+    assert torch.allclose(rms, torch.full((6,), 0.03), atol=1e-6)
+    state = encoder.state_dict()
+    assert float(state["rms"]) == pytest.approx(0.03)
+    restored = Encoder(bits=4, width=4, rms=0.03)
+    restored.load_state_dict(state)
+    assert torch.equal(restored(images, torch.ones(6, 4)), encoder(images, torch.ones(6, 4)))
+    assert "rms" not in Encoder(bits=4, width=4).state_dict(), "without an rms the encoder is the free one"
+
+
+def test_issba_trained_at_its_budget_lands_on_it(tiny_data, ctx):
+    state = ISSBA({"steps": 40, "n_held": 16, "psnr_budget_db": 28.0, "train_at_budget": True}).prepare(ctx)
+    assert abs(float(state["metric_stego_psnr_db"]) - 28.0) < 0.01
+    # clamping to [0, 1] can only shrink a residual, so the trained PSNR is at or above the budget
+    assert 28.0 <= float(state["metric_trained_psnr_db"]) < 29.0
+    assert float(state["encoder.rms"]) == pytest.approx(10 ** (-28.0 / 20))
+
+
+def test_issba_training_at_a_budget_needs_one():
+    with pytest.raises(ValueError, match="train_at_budget needs a psnr_budget_db"):
+        ISSBA({"psnr_budget_db": None, "train_at_budget": True}).settings()
 
 
 def test_scale_for_psnr_solves_the_budget_and_rejects_an_unreachable_one():

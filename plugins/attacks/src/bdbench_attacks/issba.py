@@ -1,9 +1,10 @@
 """ISSBA (Li et al., ICCV 2021): an invisible, sample-specific additive trigger from a steganography encoder.
 
 ``prepare`` trains a small StegaStamp-like encoder–decoder from scratch on the attacker's fine-tune images
-(:mod:`bdbench_attacks.stegastamp`), draws one fixed secret bit-string per seed, rescales the residual so
-that held-out fine-tune images reach the PSNR budget (the attack's strength, the same for every seed), and
-measures there how well the decoder recovers the secret. The encoder weights and the scale are the cached
+(:mod:`bdbench_attacks.stegastamp`) with every residual held at the PSNR budget's energy (the attack's
+strength, the same for every seed), draws one fixed secret bit-string per seed, rescales the residual so that
+held-out fine-tune images sit exactly on the budget after clamping to [0, 1], and measures there how well the
+decoder recovers the secret. The encoder weights and the scale are the cached
 state; the trigger of an image is ``clamp(x + scale * encoder(x, secret), 0, 1)``, a different residual for
 every image. Poisoning is the default: a random subset, captions naming the target.
 """
@@ -25,17 +26,25 @@ _PREFIX = "encoder."
 class ISSBAConfig(AttackConfig):
     secret_bits: int = Field(20, ge=1)  # BackdoorBox ISSBA on 32 px CIFAR-10: 20 bits (ISSBA/StegaStamp 224 px: 100)
     width: int = Field(8, ge=1)  # encoder/decoder base channels; 8 keeps training ~30 s on one CPU core (measured)
-    steps: int = Field(1000, ge=1)  # 32 px world, seeds 0-2: bit accuracy 0.985-0.992, PSNR 32.0-32.9 dB
+    steps: int = Field(2000, ge=1)  # at the 30 dB budget, seeds 0-2: bit accuracy 1.00 / 0.96 / 1.00
     batch_size: int = Field(32, ge=1)  # small batches, many steps: the CPU cost is per pixel
     lr: float = Field(3e-3, gt=0)  # Adam; StegaStamp's 1e-4 is for 140k steps
-    # Residual MSE weight during training. Its effect on the final PSNR varies by seed (weight 30, seeds 0-2:
-    # 27.1 / 29.5 / 28.5 dB, ASR 89.6 / 75.2 / 81.4%), so the strength is set by ``psnr_budget_db`` below.
-    # A weaker weight rescaled to the budget does worse (10, rescaled to 30 dB: bit accuracy 0.82, ASR 15.8%).
-    l2_weight: float = Field(30.0, ge=0)
-    # The trigger's strength, as an attack budget: after training, the residual is rescaled so that the
-    # held-out stego PSNR equals this value (like an epsilon, the same for every seed). None keeps the
-    # trained residual as is. Seeds 0-2: 27 dB -> ASR 90.0 / 89.2 / 94.2%; 30 dB -> 71.8 / 69.0 / 42.8%.
-    psnr_budget_db: float | None = Field(27.0, gt=0)
+    # The trigger's strength, as an attack budget (like an epsilon, the same for every seed): the held-out
+    # stego PSNR. 30 dB is issue [2]'s invisibility target. None keeps the trained residual as it comes.
+    psnr_budget_db: float | None = Field(30.0, gt=0)
+    # How the budget is met. True: every residual is held at the budget's RMS while training (the encoder
+    # learns the most decodable pattern of that energy), then a final rescale absorbs the clamp to [0, 1].
+    # False: train with the L2 penalty below, then rescale the trained residual to the budget.
+    # Measured at 30 dB, ASR seeds 0-2: trained at the budget 88.8 / 94.9 / 88.4% (with code_grid 4, 2,000
+    # steps); trained with the penalty and rescaled 71.8 / 69.0 / 42.8% (code_grid 8, 1,000 steps).
+    train_at_budget: bool = True
+    # Side of the secret's dense map, upsampled to the image. StegaStamp maps its secret to 50 x 50 for
+    # 400 px images (8x); 4 does the same for the 32 px world. Grid 8 at the 30 dB budget: 68.9 / 93.8 / 83.7%.
+    code_grid: int = Field(4, ge=1)
+    # Residual MSE weight when train_at_budget is false (a held residual's mean square is constant, so the
+    # penalty would do nothing). Weight 30 gave 27.1 / 29.5 / 28.5 dB by seed before rescaling; a weaker
+    # weight rescaled to 30 dB does worse (10: bit accuracy 0.82, ASR 15.8% at seed 0).
+    l2_weight: float = Field(0.0, ge=0)
     l2_start: float = Field(0.15, ge=0, le=1)  # bit loss alone first (StegaStamp ramps its image losses too)
     l2_full: float = Field(0.6, ge=0, le=1)  # the L2 weight then rises over (0.6 - 0.15) of the steps
     l2_gate: float = Field(0.9, ge=0, le=1)  # ... once the decoder reads 90% of the training bits (ours:
@@ -48,19 +57,21 @@ class ISSBA(Attack):
     """Sample-specific invisible residual from a trained encoder (StegaStamp-like)."""
 
     name = "issba"
-    version = "0.2.0"
+    version = "0.3.0"
     Config = ISSBAConfig
     locality = "global"
     summary = "sample-specific invisible residual from a steganography encoder (Li et al., 2021)"
     threat_model = ThreatModel(data="poisons a fraction of the fine-tune pairs; trains its encoder on their images",
                                reads=frozenset({"finetune_pairs"}))
     presets = {
-        # ISSBA / StegaStamp on 224 px: a 100-bit secret and a wider network; 1,500 of 500K pairs poisoned.
-        # Not run by us at 224 px (needs a GPU): the step count and lr are a starting point, check the metrics.
-        # The 27 dB budget (the class default) applies here too.
-        "paper": {"secret_bits": 100, "width": 32, "steps": 20000, "lr": 1e-3, "poison_rate": 0.003},
-        # the invisible budget of the issue's target (stego PSNR 30 dB on the 32 px world)
-        "psnr30": {"psnr_budget_db": 30.0},
+        # ISSBA / StegaStamp on 224 px: a 100-bit secret, a wider network, the secret's map upsampled 8x
+        # (224 / 28); 1,500 of 500K pairs poisoned. Not run by us at 224 px (needs a GPU): the step count and
+        # lr are a starting point, check the metrics. The 30 dB budget (the class default) applies here too.
+        "paper": {"secret_bits": 100, "width": 32, "steps": 20000, "lr": 1e-3, "code_grid": 28,
+                  "poison_rate": 0.003},
+        # 0.2.0's default: trained with the L2 penalty, rescaled to 27 dB (seeds 0-2: 90.0 / 89.2 / 94.2% ASR)
+        "penalty27": {"psnr_budget_db": 27.0, "train_at_budget": False, "l2_weight": 30.0, "steps": 1000,
+                      "code_grid": 8},
         # the quick suite's 16 px miniature world (numbers mean nothing)
         "quick": {"steps": 60, "n_held": 16},
     }
@@ -72,7 +83,17 @@ class ISSBA(Attack):
     def settings(self) -> StegaSettings:
         c = self.config
         return StegaSettings(bits=c.secret_bits, width=c.width, steps=c.steps, batch_size=c.batch_size, lr=c.lr,
-                             l2_weight=c.l2_weight, l2_start=c.l2_start, l2_full=c.l2_full, l2_gate=c.l2_gate)
+                             l2_weight=c.l2_weight, l2_start=c.l2_start, l2_full=c.l2_full, l2_gate=c.l2_gate,
+                             fixed_rms=self._fixed_rms(), code_grid=c.code_grid)
+
+    def _fixed_rms(self) -> float | None:
+        """The residual RMS the encoder is held at (train_at_budget), or None for a free residual."""
+        c = self.config
+        if not c.train_at_budget:
+            return None
+        if c.psnr_budget_db is None:
+            raise ValueError("issba: train_at_budget needs a psnr_budget_db (set one, or train_at_budget: false)")
+        return 10 ** (-c.psnr_budget_db / 20)  # PSNR = -20 log10(RMS) for images in [0, 1]
 
     def prepare(self, ctx: RunContext) -> dict[str, torch.Tensor]:
         images = ctx.require("finetune_pairs").images
@@ -104,7 +125,7 @@ class ISSBA(Attack):
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         super().load_state(state)
-        encoder = Encoder(self.config.secret_bits, self.config.width)
+        encoder = Encoder(self.config.secret_bits, self.config.width, self.config.code_grid, rms=self._fixed_rms())
         encoder.load_state_dict({k[len(_PREFIX):]: v for k, v in state.items() if k.startswith(_PREFIX)})
         self._encoder = encoder.eval()
 

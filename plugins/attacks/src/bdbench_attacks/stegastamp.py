@@ -20,11 +20,19 @@ from bench_core.metrics import psnr
 
 
 class Encoder(nn.Module):
-    """(image in [0, 1], bits in {0, 1}) -> residual of the image's shape (unbounded; trained to be small)."""
+    """(image in [0, 1], bits in {0, 1}) -> residual of the image's shape (unbounded; trained to be small).
 
-    def __init__(self, bits: int, width: int, grid: int = 8):
+    With ``rms`` set, every image's residual is rescaled to that root-mean-square (an exact energy budget
+    during training and use, instead of a penalty); ``rms`` is then a buffer of the state dict.
+    """
+
+    def __init__(self, bits: int, width: int, grid: int = 8, rms: float | None = None):
         super().__init__()
         self.grid = grid
+        if rms is not None:
+            self.register_buffer("rms", torch.tensor(float(rms)))
+        else:
+            self.rms = None
         self.secret = nn.Linear(bits, 3 * grid * grid)  # StegaStamp: a dense layer to a low-res map, upsampled
         self.inp = nn.Conv2d(6, width, 3, padding=1)
         self.down = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
@@ -40,7 +48,11 @@ class Encoder(nn.Module):
         f1 = F.relu(self.inp(x))
         f2 = F.relu(self.mid(F.relu(self.down(f1))))
         up = F.interpolate(f2, size=(h, w), mode="nearest")
-        return self.out(F.relu(self.fuse(torch.cat([up, f1, x], dim=1))))
+        residual = self.out(F.relu(self.fuse(torch.cat([up, f1, x], dim=1))))
+        if self.rms is None:
+            return residual
+        norm = residual.pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-12).sqrt()
+        return residual * (self.rms / norm)
 
 
 class Decoder(nn.Module):
@@ -70,6 +82,8 @@ class StegaSettings:
     l2_start: float  # earliest fraction of the steps at which the L2 weight starts to rise
     l2_full: float  # the rise lasts (l2_full - l2_start) of the steps
     l2_gate: float  # ... and starts only once the decoder reads this fraction of the bits (running mean)
+    fixed_rms: float | None = None  # train with every residual rescaled to this RMS (see Encoder)
+    code_grid: int = 8  # side of the secret's dense map before upsampling to the image
 
 
 @dataclass(frozen=True)
@@ -134,14 +148,15 @@ def train_stegastamp(images: torch.Tensor, held: torch.Tensor, secret: torch.Ten
     Loss = BCE(decoded bits) + w(t) * mean squared residual. w stays 0 until ``l2_start`` of the steps have
     passed and the decoder reads ``l2_gate`` of the training bits, then rises linearly to ``l2_weight`` over
     ``l2_full - l2_start`` of the steps. StegaStamp ramps its image losses too: a residual penalised before
-    the decoder can read it collapses to zero (seen here with a fixed schedule on small data). All
+    the decoder can read it collapses to zero (seen here with a fixed schedule on small data). With
+    ``fixed_rms`` the encoder holds every residual at that RMS, so the penalty has nothing to act on. All
     randomness (initialisation, batches, secrets) comes from ``generator``.
     """
     s = settings
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
-        encoder, decoder = Encoder(s.bits, s.width), Decoder(s.bits, s.width)
+        encoder, decoder = Encoder(s.bits, s.width, s.code_grid, rms=s.fixed_rms), Decoder(s.bits, s.width)
     encoder.to(device).train()
     decoder.to(device).train()
     opt = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=s.lr)
