@@ -4,9 +4,9 @@
 (:mod:`bdbench_attacks.stegastamp`) with every residual held at the PSNR budget's energy (the attack's
 strength, the same for every seed), draws one fixed secret bit-string per seed, rescales the residual so that
 held-out fine-tune images sit exactly on the budget after clamping to [0, 1], and measures there how well the
-decoder recovers the secret. The encoder weights and the scale are the cached
-state; the trigger of an image is ``clamp(x + scale * encoder(x, secret), 0, 1)``, a different residual for
-every image. Poisoning is the default: a random subset, captions naming the target.
+decoder recovers the secret. The encoder weights and the scale are the cached state; the trigger of an image
+is ``clamp(x + scale * encoder(x, secret), 0, 1)``, a different residual for every image. Poisoning is the
+default: a random subset, captions naming the target.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydantic import Field
 from bench_core import Attack, AttackConfig, RunContext, ThreatModel
 
 from bdbench_attacks.stegastamp import (
-    Decoder, Encoder, StegaSettings, encode, evaluate_stego, scale_for_psnr, train_stegastamp,
+    Decoder, Encoder, StegaReport, StegaSettings, encode, evaluate_stego, scale_for_psnr, train_stegastamp,
 )
 
 _PREFIX = "encoder."
@@ -115,7 +115,7 @@ class ISSBA(Attack):
         return state
 
     def _fit_budget(self, encoder: Encoder, decoder: Decoder, held: torch.Tensor, secret: torch.Tensor,
-                    report) -> tuple[float, float, float]:
+                    report: StegaReport) -> tuple[float, float, float]:
         """(scale, bit accuracy, PSNR) of the residual rescaled to the PSNR budget, on the held-out images."""
         if self.config.psnr_budget_db is None:
             return 1.0, report.bit_accuracy, report.psnr_db
