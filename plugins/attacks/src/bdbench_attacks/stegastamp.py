@@ -110,9 +110,11 @@ def evaluate_stego(encoder: Encoder, decoder: Decoder, held: torch.Tensor, secre
     multiplied by ``scale``. Clean bit accuracy is the decoder on unencoded images (chance: about 0.5)."""
     encoded = encode(encoder, held, secret, scale)
     truth = secret.expand(len(held), -1)
-    return (float(((decoder(encoded) > 0).float() == truth).float().mean()),
-            psnr(held.cpu(), encoded.cpu()),
-            float(((decoder(held) > 0).float() == truth).float().mean()))
+
+    def bits_read(images: torch.Tensor) -> float:
+        return float(((decoder(images) > 0).float() == truth).float().mean())
+
+    return bits_read(encoded), psnr(held.cpu(), encoded.cpu()), bits_read(held)
 
 
 @torch.no_grad()
@@ -131,9 +133,10 @@ def scale_for_psnr(encoder: Encoder, held: torch.Tensor, secret: torch.Tensor, b
         return psnr(held.cpu(), (held + scale * residual).clamp(0, 1).cpu())
 
     low, high = 1e-4, 1e4  # scales; psnr_at(low) > budget > psnr_at(high) for any sensible budget
-    if not psnr_at(high) < budget_db < psnr_at(low):
+    floor, ceiling = psnr_at(high), psnr_at(low)
+    if not floor < budget_db < ceiling:
         raise ValueError(f"PSNR budget {budget_db} dB is out of reach of this encoder's residual "
-                         f"({psnr_at(high):.1f} to {psnr_at(low):.1f} dB)")
+                         f"({floor:.1f} to {ceiling:.1f} dB)")
     for _ in range(iterations):
         mid = (low * high) ** 0.5
         low, high = (mid, high) if psnr_at(mid) > budget_db else (low, mid)
