@@ -13,10 +13,12 @@ from bench_core.interfaces import (  # noqa: E402
     PoisonResult, PostTrainDefense, Probe, ProbeData, ProbeResult, RunContext, ThreatModel, TrainDefense,
     TrainingPlan,
 )
+from bench_core.numerics import Precision, autocast_numerics  # noqa: E402
 from bench_core.zeroshot import Classifier, ZeroShotClassifier  # noqa: E402
 
 __all__ = [
     "__version__", "hookimpl", "Attack", "AttackConfig", "AttackInfo", "Defense", "Detector", "InferenceDefense",
     "PairSet", "Plugin", "PluginConfig", "PoisonResult", "PostTrainDefense", "Probe", "ProbeData", "ProbeResult",
     "RunContext", "ThreatModel", "TrainDefense", "TrainingPlan", "Classifier", "ZeroShotClassifier",
+    "Precision", "autocast_numerics",
 ]

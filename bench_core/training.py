@@ -18,16 +18,16 @@ import contextlib
 import math
 import sys
 import time
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from bench_core.models import ClipModel
+from bench_core.numerics import Precision, autocast_numerics, full_precision
 
 
 class TrainConfig(BaseModel):
@@ -43,7 +43,7 @@ class TrainConfig(BaseModel):
     augment: bool = True  # random crop-shift + flip-free jitter; keeps the small model from memorising
     # bf16 autocast for forward/backward; fp32 master weights, optimiser and loss. On CPUs without native bf16
     # (no AVX512-BF16 / AMX) bf16 is emulated and slower: set "fp32" there.
-    precision: Literal["fp32", "bf16"] = "bf16"
+    precision: Precision = "bf16"
 
 
 ExtraLoss = Callable[[ClipModel, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -63,22 +63,6 @@ def contrastive_logits(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tens
         a = F.normalize(a.float(), dim=-1)
         b = F.normalize(b.float(), dim=-1)
         return logit_scale.float().exp().clamp(max=100) * a @ b.T
-
-
-def full_precision(device: torch.device) -> contextlib.AbstractContextManager:
-    """Switch autocast off: logits scaled by up to 100 lose whole units in bf16 (8-bit mantissa)."""
-    return torch.autocast(device.type, enabled=False)
-
-
-@contextlib.contextmanager
-def training_numerics(device: torch.device, precision: str) -> Iterator[None]:
-    """The autocast and attention-kernel settings every training forward/backward runs under."""
-    with contextlib.ExitStack() as stack:
-        if precision == "bf16":
-            stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16))
-        if device.type == "cpu":
-            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
-        yield
 
 
 class _UsedRowsEmbedding(nn.Module):
@@ -174,7 +158,7 @@ def train_contrastive(model: ClipModel, images: torch.Tensor, captions: list[str
                 t = tokens[batch].to(device)
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(step)
-                with training_numerics(device, config.precision):
+                with autocast_numerics(device, config.precision):
                     image_features = model.encode_image(x)
                     text_features = model.encode_text(t)
                     loss = clip_loss(image_features, text_features, model.logit_scale)

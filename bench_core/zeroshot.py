@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from bench_core.models import ClipModel
+from bench_core.numerics import full_precision
 
 
 @runtime_checkable
@@ -64,8 +65,10 @@ class ZeroShotClassifier:
         return self.embedder(images) if self.embedder is not None else self.model.encode_image(images)
 
     def logits_from_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
-        scale = self.model.logit_scale.exp().clamp(max=100)
-        return scale * F.normalize(embeddings, dim=-1) @ self.class_weights.T
+        """fp32 logits even under bf16 autocast (see :mod:`bench_core.numerics`)."""
+        with full_precision(embeddings.device):
+            scale = self.model.logit_scale.float().exp().clamp(max=100)
+            return scale * F.normalize(embeddings.float(), dim=-1) @ self.class_weights.float().T
 
     @torch.no_grad()
     def image_embeddings(self, images: torch.Tensor) -> torch.Tensor:

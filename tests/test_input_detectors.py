@@ -331,3 +331,56 @@ def test_pixelate_matches_pil_box_resampling():
         ours = corruptions.pixelate(torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255, severity, None)
         diff = np.abs(np.asarray(ref, dtype=np.float64) / 255 - ours[0].permute(1, 2, 0).numpy())
         assert diff.max() <= 1.01 / 255  # PIL rounds its intermediate image to 8 bits
+
+
+# --- numerics ---------------------------------------------------------------------------------------------
+
+def test_bf16_forwards_still_give_fp32_logits(tiny_model):
+    from bench_core.zeroshot import ZeroShotClassifier
+    from bdbench_input_detectors.inference import classifier_logits
+
+    clf = ZeroShotClassifier.build(tiny_model, ["circle", "square", "star"], ["a {}."])
+    images = torch.rand(32, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    fp32 = classifier_logits(clf, images, "fp32")
+    bf16 = classifier_logits(clf, images, "bf16")
+    assert fp32.dtype == bf16.dtype == torch.float32
+    assert torch.equal(fp32, clf.logits(images))  # fp32 is the classifier's own output
+    # bf16 perturbs the image embedding, not the logits' resolution: no 0.25-unit steps from a bf16 matmul
+    assert (bf16 - fp32).abs().max() < 0.05 * fp32.abs().max()
+    assert not torch.equal(bf16, bf16.to(torch.bfloat16).float())
+
+
+@pytest.fixture(scope="module")
+def trained_tiny_classifier(tiny_data):
+    """A miniature CLIP trained for a few seconds: its predictions depend on the input (an untrained one's
+    barely do, which would make any precision comparison vacuous)."""
+    from bench_core.models import build_model
+    from bench_core.training import TrainConfig, train_contrastive
+    from bench_core.zeroshot import ZeroShotClassifier
+    from conftest import TINY_SPEC
+
+    torch.manual_seed(0)
+    model = build_model(TINY_SPEC)
+    pairs = tiny_data.pretrain
+    train_contrastive(model, pairs.images, list(pairs.captions), TrainConfig(epochs=40, batch_size=30, lr=2e-3,
+                                                                             precision="fp32"), seed=0)
+    return ZeroShotClassifier.build(model, tiny_data.classnames, tiny_data.templates)
+
+
+@pytest.mark.parametrize("name", ["strip", "scale_up", "teco"])
+def test_bf16_scores_rank_images_as_fp32_does(name, trained_tiny_classifier, tiny_data):
+    """bf16 and fp32 scores separate clean from brightened images the same way (AUROC within 0.05), on a
+    model where fp32 does separate them."""
+    from conftest import make_context
+
+    ctx = make_context(tiny_data)
+    images = tiny_data.evaluation.images[:40]
+    clean, bright = images[:20], (images[20:] * 3).clamp(0, 1)
+    result = {}
+    for precision in ("fp32", "bf16"):
+        config = {"precision": precision} | ({"n_blends": 8} if name == "strip" else {})
+        det = default_registry().detectors.get(name)(config)
+        det.fit(trained_tiny_classifier, ctx.restricted_to(det.threat_model.reads))
+        result[precision] = auroc(det.score(clean), det.score(bright))
+    assert abs(result["fp32"] - 0.5) > 0.1, result  # the comparison is not vacuous
+    assert abs(result["bf16"] - result["fp32"]) < 0.05, result

@@ -16,9 +16,10 @@ from __future__ import annotations
 import torch
 from pydantic import Field, field_validator
 
-from bench_core import Classifier, Detector, PluginConfig, RunContext, ThreatModel
+from bench_core import Classifier, Detector, PluginConfig, Precision, RunContext, ThreatModel
 
 from bdbench_input_detectors.corruptions import CORRUPTIONS, MAX_SEVERITY
+from bdbench_input_detectors.inference import classifier_logits
 
 DEFAULT_CORRUPTIONS: tuple[str, ...] = tuple(CORRUPTIONS)
 
@@ -31,6 +32,8 @@ class TeCoConfig(PluginConfig):
     # bdbench: None draws the corruption seed from the run seed at fit time (ctx.generator("teco:corruptions"))
     seed: int | None = Field(None, ge=0)
     batch_size: int = Field(2048, ge=1)  # images per classifier call (bdbench: bounds memory, as STRIP's)
+    # bdbench: the image tower's numerics; bf16 is 1.75x faster on a bf16-capable CPU (see inference.py)
+    precision: Precision = "bf16"
 
     @field_validator("corruptions")
     @classmethod
@@ -45,7 +48,7 @@ class TeCoConfig(PluginConfig):
 
 class TeCo(Detector):
     name = "teco"
-    version = "0.1.0"
+    version = "0.2.0"
     Config = TeCoConfig
     threat_model = ThreatModel(data="none: only the input being scored", knowledge="none", reads=frozenset())
     summary = "spread over corruption types of the severity that first flips the label (Liu et al., 2023)"
@@ -86,8 +89,8 @@ class TeCo(Detector):
 
     def _predict(self, images: torch.Tensor) -> torch.Tensor:
         size = self.config.batch_size
-        return torch.cat([self.classifier.logits(images[i:i + size]).argmax(dim=-1).cpu()
-                          for i in range(0, len(images), size)])
+        return torch.cat([classifier_logits(self.classifier, images[i:i + size], self.config.precision)
+                          .argmax(dim=-1).cpu() for i in range(0, len(images), size)])
 
     def forward_passes_per_image(self) -> float:
         return float(1 + len(self.config.corruptions) * self.config.max_severity)
