@@ -20,8 +20,7 @@ $(STAMP): pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/bdbench run --suite default
-	$(BIN)/bdbench leaderboard --suite default --out leaderboards/demo
+	$(BIN)/bdbench run --suite default --leaderboard leaderboards/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -37,8 +36,7 @@ bench: $(STAMP)
 
 # The committed leaderboard: every method, 3 seeds (about 1 h 45 min cold on a 2-core CPU).
 leaderboard: $(STAMP)
-	$(BIN)/bdbench run --suite full
-	$(BIN)/bdbench leaderboard --suite full --out leaderboards/default
+	$(BIN)/bdbench run --suite full --leaderboard leaderboards/default
 
 clean-venv:
 	rm -rf $(VENV)

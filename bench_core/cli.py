@@ -53,6 +53,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     counts = runner.run()
     print(f"done in {time.perf_counter() - started:.1f}s: {counts['computed']} computed, "
           f"{counts['skipped']} already stored, {counts['failed']} failed", file=sys.stderr)
+    if args.leaderboard:
+        from bench_core.leaderboard import write_leaderboard
+
+        # in-process: reuses the runner's generated world instead of building it again
+        for path in write_leaderboard(suite, args.leaderboard, runner=runner):
+            print(path)
     return 1 if counts["failed"] else 0
 
 
@@ -90,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_list)
     p = sub.add_parser("run", help="run a suite (skips cells already stored)")
     p.add_argument("--suite", required=True, help="shipped suite name or path to a YAML file")
+    p.add_argument("--leaderboard", metavar="OUT", default=None,
+                   help="then write the leaderboard to this folder (as `bdbench leaderboard --out OUT`)")
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("results", help="print stored results")
     p.add_argument("--json", action="store_true", help="a JSON list of records")

@@ -30,12 +30,11 @@ from bench_core.metrics import auroc, classification_metrics, psnr, retrieval_me
 from bench_core.models import ClipModel, build_model, pick_device
 from bench_core.registry import PluginRegistry, default_registry
 from bench_core.store import ResultRecord, ResultStore
-from bench_core.suite import PluginRef, Suite
+from bench_core.suite import NO_ATTACK, PluginRef, Suite
 from bench_core.training import train_contrastive
 from bench_core.zeroshot import Classifier, ZeroShotClassifier, batched_logits
 
 STAGE_ORDER = {"train": 0, "post_train": 1, "inference": 2}
-NO_ATTACK = "none"
 
 
 def plugin_id(plugin: Plugin) -> str:
@@ -70,10 +69,14 @@ class Runner:
         self.config_hash = suite.config_hash()
         # Instantiate every plugin up front: unknown names and bad configs fail before any work starts.
         self.attacks: dict[str, Attack] = {a.name: self._create("attack", a) for a in suite.attacks}
-        self.pipelines: list[tuple[Defense, ...]] = [self._pipeline(p) for p in suite.pipelines]
+        self.pipelines: list[tuple[Defense, ...]] = [self._pipeline(p.defenses) for p in suite.pipelines]
         self.detectors: dict[str, Detector] = {d.name: self._create("detector", d) for d in suite.detectors}
         self.probes: list[tuple[Probe, tuple[Defense, ...]]] = [
             (self._create("probe", p), self._pipeline(p.pipeline)) for p in suite.probes]
+        # which attacks each grid entry runs against (None: all), parallel to the lists above
+        self._pipeline_scope = [_scope(p.attacks) for p in suite.pipelines]
+        self._detector_scope = {d.name: _scope(d.attacks) for d in suite.detectors}
+        self._probe_scope = [_scope(p.attacks) for p in suite.probes]
 
     # --- set-up ---------------------------------------------------------------------------------------------
     def _create(self, kind: str, ref: PluginRef) -> Plugin:
@@ -106,14 +109,17 @@ class Runner:
         return content_key("cell", kind, CORE_VERSION, {"suite": self.config_hash, "seed": seed}, upstream)
 
     def cells_for(self, seed: int, attack: Attack | None) -> list[Cell]:
+        """The cells of one (seed, attack) that the suite's grid asks for; ``attack`` None is the clean model."""
         name = attack.name if attack else NO_ATTACK
         cells = [Cell(self._cell_key("eval", seed, attack, p), "eval", seed, name, tuple(d.name for d in p))
-                 for p in self.pipelines]
+                 for p, scope in zip(self.pipelines, self._pipeline_scope) if scope is None or name in scope]
         if attack is not None:
             cells += [Cell(self._cell_key("detector", seed, attack, [d]), "detector", seed, name, detector=d.name)
-                      for d in self.detectors.values()]
+                      for d in self.detectors.values()
+                      if self._detector_scope[d.name] is None or name in self._detector_scope[d.name]]
             cells += [Cell(self._cell_key("probe", seed, attack, [p, *pipe]), "probe", seed, name,
-                           tuple(d.name for d in pipe), probe=p.name) for p, pipe in self.probes]
+                           tuple(d.name for d in pipe), probe=p.name)
+                      for (p, pipe), scope in zip(self.probes, self._probe_scope) if scope is None or name in scope]
         return cells
 
     def all_cells(self) -> list[Cell]:
@@ -184,6 +190,10 @@ class Runner:
                 counts["computed"] += done
                 counts["failed"] += failed
         return counts
+
+
+def _scope(attacks: list[str] | None) -> frozenset[str] | None:
+    return None if attacks is None else frozenset(attacks)
 
 
 class _AttackRun:

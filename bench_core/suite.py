@@ -3,10 +3,17 @@
 ``bdbench run --suite default`` finds ``bench_core/suites/default.yaml``; a path to any YAML file works too.
 A plugin entry is a name or ``{name: ..., config: {...}}``; a defense pipeline is a list of entries run in
 stage order; ``[]`` is the no-defense row.
+
+By default the grid is the full cross-product: every pipeline, detector and probe against every attack. A
+pipeline written as ``{defenses: [...], attacks: [...]}``, or a detector or probe entry with ``attacks: [...]``,
+runs only against the attacks it lists (``none``, the clean model, may be listed for pipelines). A cell's key
+does not depend on the grid, so a narrower suite with the same shared settings reads and writes the same cells
+as a wider one.
 """
 
 from __future__ import annotations
 
+import difflib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +27,10 @@ from bench_core.data.world import WorldConfig
 from bench_core.errors import BenchError, config_error
 from bench_core.models import ModelSpec
 from bench_core.training import TrainConfig
+
+
+NO_ATTACK = "none"
+"""The clean model's name in grids and results (no attack)."""
 
 
 class PluginRef(BaseModel):
@@ -38,10 +49,40 @@ class PluginRef(BaseModel):
 
 
 
+class DetectorRef(PluginRef):
+    """A detector; ``attacks`` (None = all of the suite's attacks) limits which attacked models it scores."""
+
+    attacks: list[str] | None = None
+
+
 class ProbeRef(PluginRef):
-    """A probe, optionally run on a defended model: ``pipeline`` lists the defenses applied first."""
+    """A probe, optionally run on a defended model: ``pipeline`` lists the defenses applied first;
+    ``attacks`` (None = all of the suite's attacks) limits which attacked models it probes."""
 
     pipeline: list[PluginRef] = Field(default_factory=list)
+    attacks: list[str] | None = None
+
+
+class PipelineRef(BaseModel):
+    """A defense pipeline (a list of entries run in stage order) and the attacks it runs against.
+
+    Written in YAML either as the plain list or as ``{defenses: [...], attacks: [...]}``; ``attacks`` None means
+    every attack of the suite and the clean model (``none``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    defenses: list[PluginRef] = Field(default_factory=list)
+    attacks: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        return {"defenses": value} if isinstance(value, list) else value
+
+    @property
+    def label(self) -> str:
+        return " -> ".join(r.name for r in self.defenses) or "[]"
 
 
 class RealData(BaseModel):
@@ -87,8 +128,8 @@ class Suite(BaseModel):
     pretrain: TrainConfig | None = TrainConfig()  # None: use the model's pretrained weights as the clean model
     finetune: TrainConfig = TrainConfig()
     attacks: list[PluginRef] = Field(default_factory=list)
-    pipelines: list[list[PluginRef]] = Field(default_factory=lambda: [[]])
-    detectors: list[PluginRef] = Field(default_factory=list)
+    pipelines: list[PipelineRef] = Field(default_factory=lambda: [PipelineRef()])
+    detectors: list[DetectorRef] = Field(default_factory=list)
     probes: list[ProbeRef] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     evaluation: EvalConfig = EvalConfig()
@@ -111,8 +152,12 @@ class Suite(BaseModel):
         # cells are identified by names in the leaderboard, so each entry must be unique by name
         _unique("attacks", names)
         _unique("detectors", [d.name for d in self.detectors])
-        _unique("pipelines", [" -> ".join(r.name for r in p) or "[]" for p in self.pipelines])
+        _unique("pipelines", [p.label for p in self.pipelines])
         _unique("probes", [p.name + "".join(f" on {r.name}" for r in p.pipeline) for p in self.probes])
+        for p in self.pipelines:
+            _known_attacks(f"pipeline {p.label}", p.attacks, [NO_ATTACK, *names])
+        for entry in [*self.detectors, *self.probes]:
+            _known_attacks(entry.name, entry.attacks, names)
         return self
 
     def config_hash(self) -> str:
@@ -128,6 +173,21 @@ def _unique(field: str, labels: list[str]) -> None:
             raise ValueError(f"{field} lists {label!r} twice; each entry must differ by name "
                              f"(register a dotted variant of the plugin for a second configuration)")
         seen.add(label)
+
+
+def _known_attacks(entry: str, listed: list[str] | None, allowed: list[str]) -> None:
+    """``listed`` (an entry's ``attacks``) must name attacks the suite runs; the error suggests the nearest."""
+    if listed is None:
+        return
+    if not listed:
+        raise ValueError(f"{entry}: attacks is empty; leave it out to run against every attack")
+    _unique(f"{entry}: attacks", listed)
+    for name in listed:
+        if name not in allowed:
+            near = difflib.get_close_matches(name, allowed, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ValueError(f"{entry}: attacks lists {name!r}, which this suite does not run{hint} "
+                             f"(allowed: {', '.join(allowed)})")
 
 
 def shipped_suites() -> list[str]:

@@ -63,3 +63,17 @@ def test_results_json_fields(capsys, tmp_path):
     rec = json.loads(out)[0]
     assert code == 0
     assert {"suite", "model", "attack", "defenses", "detector", "probe", "seed", "status", "metrics", "cost"} <= set(rec)
+
+
+def test_run_writes_the_leaderboard_in_the_same_process(capsys, tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(open("bench_core/suites/quick.yaml"))
+    raw.update(attacks=["blended"], pipelines=[[]], detectors=["decomp_det"], probes=[])
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    code, out, err = run(capsys, "run", "--suite", str(path), "--leaderboard", str(tmp_path / "lb"))
+    assert code == 0 and "3 computed" in err  # none and blended evals, one detector cell
+    assert sorted(p.rsplit("/", 1)[-1] for p in out.split()) == [
+        "README.md", "defenses.md", "detectors.md", "probes.md", "runs.md"]
+    assert "blended ASR / CACC" in (tmp_path / "lb" / "defenses.md").read_text()
