@@ -2,7 +2,8 @@
 
 The suite is expanded into its cells exactly as the runner does, and each cell's row is read from the store
 by key, so every number traces to one stored run (``runs.md`` lists the keys). Missing cells print "—";
-failed cells print "error"; cells the suite's grid leaves out (an entry scoped to some attacks) print "not run". Several seeds -> mean ± 95% t-interval; one seed -> the value alone.
+failed cells print "error"; cells the suite's grid leaves out (an entry scoped to some attacks) print
+"not run". Several seeds -> mean ± 95% t-interval; one seed -> the value alone.
 """
 
 from __future__ import annotations
@@ -97,13 +98,15 @@ class Board:
 
     def scope_note(self) -> str:
         """A header line naming the grid entries that run against some attacks only ('' for a full grid)."""
-        scoped = [(p.label.replace(" -> ", " → "), p.attacks) for p in self.suite.pipelines if p.attacks is not None]
+        scoped = [(p.label.replace(" -> ", " → "), p.attacks)
+                  for p in self.suite.pipelines if p.attacks is not None]
         scoped += [(e.name + "".join(f" on {r.name}" for r in getattr(e, "pipeline", [])), e.attacks)
                    for e in [*self.suite.detectors, *self.suite.probes] if e.attacks is not None]
         if not scoped:
             return ""
         listed = "; ".join(f"{label} ({', '.join(attacks)})" for label, attacks in scoped)
-        return f"- grid: these entries run against the listed attacks only: {listed}; their other cells print \"{NOT_RUN}\"\n"
+        return (f"- grid: these entries run against the listed attacks only: {listed}; "
+                f"their other cells print \"{NOT_RUN}\"\n")
 
     def metric(self, cells: list[Cell], name: str, percent: bool = True) -> str:
         if not cells:
@@ -219,7 +222,8 @@ def detectors_table(board: Board) -> str:
         costs, ms = [], []
         for attack in attacks:
             cells = board.select(kind="detector", attack=attack, detector=name)
-            row.append(f"{board.metric(cells, 'auroc')} ({board.metric(cells, 'tpr_at_5fpr')})" if cells else NOT_RUN)
+            row.append(f"{board.metric(cells, 'auroc')} ({board.metric(cells, 'tpr_at_5fpr')})"
+                       if cells else NOT_RUN)
             for rec in board.ok(cells):
                 costs.append(rec.cost.get("forward_passes_per_image", float("nan")))
                 ms.append(rec.cost.get("ms_per_image", float("nan")))
