@@ -73,10 +73,6 @@ class Runner:
         self.detectors: dict[str, Detector] = {d.name: self._create("detector", d) for d in suite.detectors}
         self.probes: list[tuple[Probe, tuple[Defense, ...]]] = [
             (self._create("probe", p), self._pipeline(p.pipeline)) for p in suite.probes]
-        # which attacks each grid entry runs against (None: all), parallel to the lists above
-        self._pipeline_scope = [_scope(p.attacks) for p in suite.pipelines]
-        self._detector_scope = {d.name: _scope(d.attacks) for d in suite.detectors}
-        self._probe_scope = [_scope(p.attacks) for p in suite.probes]
 
     # --- set-up ---------------------------------------------------------------------------------------------
     def _create(self, kind: str, ref: PluginRef) -> Plugin:
@@ -111,15 +107,15 @@ class Runner:
     def cells_for(self, seed: int, attack: Attack | None) -> list[Cell]:
         """The cells of one (seed, attack) that the suite's grid asks for; ``attack`` None is the clean model."""
         name = attack.name if attack else NO_ATTACK
+        s = self.suite  # its entries are parallel to self.pipelines, self.detectors and self.probes
         cells = [Cell(self._cell_key("eval", seed, attack, p), "eval", seed, name, tuple(d.name for d in p))
-                 for p, scope in zip(self.pipelines, self._pipeline_scope) if scope is None or name in scope]
+                 for p, ref in zip(self.pipelines, s.pipelines) if ref.runs_against(name)]
         if attack is not None:
             cells += [Cell(self._cell_key("detector", seed, attack, [d]), "detector", seed, name, detector=d.name)
-                      for d in self.detectors.values()
-                      if self._detector_scope[d.name] is None or name in self._detector_scope[d.name]]
+                      for d, ref in zip(self.detectors.values(), s.detectors) if ref.runs_against(name)]
             cells += [Cell(self._cell_key("probe", seed, attack, [p, *pipe]), "probe", seed, name,
                            tuple(d.name for d in pipe), probe=p.name)
-                      for (p, pipe), scope in zip(self.probes, self._probe_scope) if scope is None or name in scope]
+                      for (p, pipe), ref in zip(self.probes, s.probes) if ref.runs_against(name)]
         return cells
 
     def all_cells(self) -> list[Cell]:
@@ -190,10 +186,6 @@ class Runner:
                 counts["computed"] += done
                 counts["failed"] += failed
         return counts
-
-
-def _scope(attacks: list[str] | None) -> frozenset[str] | None:
-    return None if attacks is None else frozenset(attacks)
 
 
 class _AttackRun:

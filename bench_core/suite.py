@@ -49,31 +49,36 @@ class PluginRef(BaseModel):
 
 
 
-class DetectorRef(PluginRef):
-    """A detector; ``attacks`` (None = all of the suite's attacks) limits which attacked models it scores."""
+class Scoped(BaseModel):
+    """A grid entry's ``attacks``: the attacks it runs against; None means every attack of the suite."""
 
     attacks: list[str] | None = None
 
+    def runs_against(self, attack: str) -> bool:
+        return self.attacks is None or attack in self.attacks
 
-class ProbeRef(PluginRef):
-    """A probe, optionally run on a defended model: ``pipeline`` lists the defenses applied first;
-    ``attacks`` (None = all of the suite's attacks) limits which attacked models it probes."""
+
+class DetectorRef(PluginRef, Scoped):
+    """A detector, optionally limited to some attacks."""
+
+
+class ProbeRef(PluginRef, Scoped):
+    """A probe, optionally limited to some attacks and run on a defended model: ``pipeline`` lists the
+    defenses applied first."""
 
     pipeline: list[PluginRef] = Field(default_factory=list)
-    attacks: list[str] | None = None
 
 
-class PipelineRef(BaseModel):
+class PipelineRef(Scoped):
     """A defense pipeline (a list of entries run in stage order) and the attacks it runs against.
 
-    Written in YAML either as the plain list or as ``{defenses: [...], attacks: [...]}``; ``attacks`` None means
-    every attack of the suite and the clean model (``none``).
+    Written in YAML either as the plain list or as ``{defenses: [...], attacks: [...]}``; for a pipeline,
+    ``attacks`` None means every attack of the suite and the clean model (``none``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     defenses: list[PluginRef] = Field(default_factory=list)
-    attacks: list[str] | None = None
 
     @model_validator(mode="before")
     @classmethod
