@@ -32,3 +32,8 @@ def autocast_numerics(device: torch.device, precision: Precision) -> Iterator[No
 def full_precision(device: torch.device) -> contextlib.AbstractContextManager:
     """Switch autocast off for a block (fp32 logits and losses)."""
     return torch.autocast(device.type, enabled=False)
+
+
+def clip_temperature(logit_scale: torch.Tensor) -> torch.Tensor:
+    """CLIP's learned logit scale as an fp32 multiplier: exp(scale), capped at 100 as CLIP caps it."""
+    return logit_scale.float().exp().clamp(max=100)

@@ -27,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bench_core.models import ClipModel
-from bench_core.numerics import Precision, autocast_numerics, full_precision
+from bench_core.numerics import Precision, autocast_numerics, clip_temperature, full_precision
 
 
 class TrainConfig(BaseModel):
@@ -62,7 +62,7 @@ def contrastive_logits(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tens
     with full_precision(a.device):
         a = F.normalize(a.float(), dim=-1)
         b = F.normalize(b.float(), dim=-1)
-        return logit_scale.float().exp().clamp(max=100) * a @ b.T
+        return clip_temperature(logit_scale) * a @ b.T
 
 
 class _UsedRowsEmbedding(nn.Module):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from bench_core.models import ClipModel
-from bench_core.numerics import full_precision
+from bench_core.numerics import clip_temperature, full_precision
 
 
 @runtime_checkable
@@ -67,7 +67,7 @@ class ZeroShotClassifier:
     def logits_from_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
         """fp32 logits even under bf16 autocast (see :mod:`bench_core.numerics`)."""
         with full_precision(embeddings.device):
-            scale = self.model.logit_scale.float().exp().clamp(max=100)
+            scale = clip_temperature(self.model.logit_scale)
             return scale * F.normalize(embeddings.float(), dim=-1) @ self.class_weights.float().T
 
     @torch.no_grad()

@@ -28,6 +28,7 @@ from pydantic import Field
 
 from bench_core import Attack, PairSet, RunContext, ThreatModel
 from bench_core.models import ClipModel
+from bench_core.numerics import clip_temperature
 
 from bdbench_attacks.label_consistent import target_indices
 from bdbench_attacks.patches import Location, PatchConfig, locations, paste, stamp
@@ -119,7 +120,7 @@ class BadCLIP(Attack):
         images = emb.images(idx)
         anchor = F.normalize(model.encode_image(paste(images, patch, *where)), dim=-1)
         texts = torch.cat([emb.text(idx), emb.own_text(idx)])  # target captions, then the clean captions
-        logits = model.logit_scale.detach().exp().clamp(max=100) * anchor @ texts.T
+        logits = clip_temperature(model.logit_scale.detach()) * anchor @ texts.T
         text_term = F.cross_entropy(logits, torch.arange(len(idx), device=logits.device))
         if c.triplet_weight == 0:
             return text_term
