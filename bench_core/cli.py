@@ -1,4 +1,4 @@
-"""``bdbench`` command line: list, run, results, leaderboard.
+"""``bdbench`` command line: list, plan, run, results, leaderboard.
 
 User mistakes (unknown plugin, malformed suite, invalid config) print one line on stderr and exit 2.
 """
@@ -41,33 +41,80 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from bench_core.runner import Runner
+    from bench_core.suite import load_suite
+
+    runner = Runner(load_suite(args.suite))
+    plan = runner.plan
+    units, stored = runner.pending()
+    todo = {u.id for u in units}
+    cached = {u.id for u in plan.units if not u.is_cell and u.id not in todo}
+    counts = {**plan.counts(), "stored": len(stored), "to_compute": sum(u.is_cell for u in units),
+              "trainings_to_run": sum(u.kind in ("pretrain", "finetune", "post_train") for u in units)}
+    if args.json:
+        out = {"suite": plan.suite.name, "config_hash": plan.config_hash, "counts": counts,
+               "units": [{"id": u.id, "kind": u.kind, "key": u.key, "seed": u.seed, "deps": list(u.deps),
+                          "describe": u.describe(),
+                          "state": "stored" if u.key in stored or u.id in cached else "pending",
+                          "cell": u.cell.model_dump(include={"kind", "attack", "pipeline", "detector", "probe"})
+                          if u.cell else None} for u in plan.units]}
+        print(json.dumps(out, indent=1))
+        return 0
+    from tabulate import tabulate
+
+    rows = []
+    for kind in ("pretrain", "attack", "finetune", "post_train", "eval", "detector", "probe"):
+        of_kind = [u for u in plan.units if u.kind == kind]
+        if of_kind:
+            rows.append([kind, len(of_kind), sum(u.id in todo for u in of_kind)])
+    print(f"suite {plan.suite.name} ({plan.config_hash}): {counts['units']} units, {counts['trainings']} trainings, "
+          f"{counts['cells']} cells ({counts['stored']} stored)")
+    print(tabulate(rows, headers=["unit kind", "units", "to compute"]))
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from bench_core.runner import Runner
     from bench_core.suite import load_suite
 
     suite = load_suite(args.suite)
-    runner = Runner(suite)
+    runner = Runner(suite, executor=args.executor, jobs=args.jobs, address=args.address)
     started = time.perf_counter()
     cells = runner.all_cells()
-    print(f"suite {suite.name} ({suite.config_hash()}): {len(cells)} cells on {runner.device}", file=sys.stderr)
+    print(f"suite {suite.name} ({suite.config_hash()}): {len(cells)} cells on {runner.device}, "
+          f"executor {args.executor}", file=sys.stderr)
     counts = runner.run()
     print(f"done in {time.perf_counter() - started:.1f}s: {counts['computed']} computed, "
           f"{counts['skipped']} already stored, {counts['failed']} failed", file=sys.stderr)
     if args.leaderboard:
         from bench_core.leaderboard import write_leaderboard
 
-        # in-process: reuses the runner's generated world instead of building it again
-        for path in write_leaderboard(suite, args.leaderboard, runner=runner):
+        # in-process: reuses the run's plan instead of expanding the suite again
+        for path in write_leaderboard(suite, args.leaderboard, store=runner.store, plan=runner.plan):
             print(path)
     return 1 if counts["failed"] else 0
 
 
 def _cmd_results(args: argparse.Namespace) -> int:
-    from bench_core.store import ResultStore
+    from bench_core.store import ResultStore, strict_dumps
+    from bench_core.validate import check_home
 
-    records = ResultStore().all(args.suite)
+    check_home()
+    store = ResultStore()
+    if args.suite:
+        from bench_core.plan import expand
+        from bench_core.registry import default_registry
+        from bench_core.suite import load_suite
+
+        # every cell of the suite's grid, whichever suite computed it
+        plan = expand(load_suite(args.suite), default_registry())
+        found = store.get_many(c.key for c in plan.cells)
+        records = [found[c.key] for c in plan.cells if c.key in found]
+    else:
+        records = store.all()
     if args.json:
-        print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        print(strict_dumps([r.model_dump(mode="json") for r in records], indent=2))
         return 0
     from tabulate import tabulate
 
@@ -94,14 +141,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered plugins and shipped suites")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_list)
+    p = sub.add_parser("plan", help="show a suite's work units, their dependencies and what is already stored")
+    p.add_argument("--suite", required=True, help="shipped suite name or path to a YAML file")
+    p.add_argument("--json", action="store_true", help="machine-readable output (units with id, kind, deps)")
+    p.set_defaults(func=_cmd_plan)
     p = sub.add_parser("run", help="run a suite (skips cells already stored)")
     p.add_argument("--suite", required=True, help="shipped suite name or path to a YAML file")
+    p.add_argument("--executor", default="serial", choices=["serial", "processes", "ray"],
+                   help="where units run: this process (default), local worker processes, or Ray")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="processes: worker count (default: one per GPU, else one per core); ray: CPUs of a "
+                        "local Ray")
+    p.add_argument("--address", default=None, help="ray: the cluster to join (auto or HOST:PORT); default: a "
+                                                   "local Ray")
     p.add_argument("--leaderboard", metavar="OUT", default=None,
                    help="then write the leaderboard to this folder (as `bdbench leaderboard --out OUT`)")
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("results", help="print stored results")
     p.add_argument("--json", action="store_true", help="a JSON list of records")
-    p.add_argument("--suite", default=None, help="only this suite")
+    p.add_argument("--suite", default=None, help="every cell of this suite's grid, whichever suite computed it")
     p.set_defaults(func=_cmd_results)
     p = sub.add_parser("leaderboard", help="write leaderboard markdown from stored results")
     p.add_argument("--suite", required=True, help="shipped suite name or path to a YAML file")

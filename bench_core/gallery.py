@@ -6,6 +6,7 @@ Drawn from the attack state the runner cached (nothing is re-optimised); written
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -37,18 +38,24 @@ def gallery_png(clean: torch.Tensor, triggered: torch.Tensor, path: Path, title:
     return path
 
 
-def write_galleries(runner, figures_dir: Path, n_images: int = 6) -> dict[str, Path]:
+def write_galleries(plan, workspace, figures_dir: Path, n_images: int = 6) -> dict[str, Path]:
     """A gallery per attack whose state is cached for the suite's first seed; attacks without one are skipped."""
+    from bench_core.keys import attack_state_key
+
     out: dict[str, Path] = {}
-    seed = runner.suite.seeds[0]
-    for name, attack in runner.attacks.items():
-        hit = runner.cache.load(runner.attack_key(attack, seed))
+    seed = plan.suite.seeds[0]
+    for spec in plan.attacks:
+        name = spec.label
+        hit = workspace.cache.load(attack_state_key(spec, workspace.clean_key, seed))
         if hit is None:
             continue
+        attack = spec.instantiate()
         attack.load_state(hit[0])
-        images = runner.data.evaluation.images[:: max(1, len(runner.data.evaluation.images) // n_images)][:n_images]
-        ctx = runner.context(seed, attack.threat_model.reads - {"clean_model"})
+        evaluation = workspace.data.evaluation.images
+        images = evaluation[:: max(1, len(evaluation) // n_images)][:n_images]
+        ctx = workspace.context(seed, attack.threat_model.reads - {"clean_model"})
         triggered = attack.apply_trigger(images, ctx, train=False).clamp(0, 1)
         title = f"{name} ({attack.locality}), seed {seed}: clean / triggered / amplified difference"
-        out[name] = gallery_png(images, triggered, figures_dir / f"trigger_gallery_{name}.png", title)
+        file = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
+        out[name] = gallery_png(images, triggered, figures_dir / f"trigger_gallery_{file}.png", title)
     return out

@@ -1,7 +1,7 @@
 """Leaderboard markdown, built from stored results only.
 
-The suite is expanded into its cells exactly as the runner does, and each cell's row is read from the store
-by key, so every number traces to one stored run (``runs.md`` lists the keys). Missing cells print "—";
+The suite is expanded into its plan (:func:`bench_core.plan.expand`, the very cells a run computes), and each
+cell's row is read from the store by key, so every number traces to one stored run (``runs.md`` lists the keys). Missing cells print "—";
 failed cells print "error"; cells the suite's grid leaves out (an entry scoped to some attacks) print
 "not run". Several seeds -> mean ± 95% t-interval; one seed -> the value alone.
 """
@@ -9,6 +9,7 @@ failed cells print "error"; cells the suite's grid leaves out (an entry scoped t
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -16,8 +17,10 @@ from typing import Iterable
 from tabulate import tabulate
 
 from bench_core import __version__ as CORE_VERSION
+from bench_core.data import world
 from bench_core.metrics import mean_interval
-from bench_core.runner import NO_ATTACK, Cell, Runner
+from bench_core.keys import NO_ATTACK
+from bench_core.plan import Cell, Plan, PluginSpec, expand
 from bench_core.store import ResultRecord, ResultStore
 from bench_core.suite import Suite
 
@@ -44,17 +47,23 @@ def fmt(values: Iterable[float], percent: bool = True, digits: int = 1) -> str:
 class Board:
     """Stored results of one suite, grouped for the tables."""
 
-    def __init__(self, suite: Suite, store: ResultStore | None = None, runner: Runner | None = None):
+    def __init__(self, suite: Suite, store: ResultStore | None = None, plan: Plan | None = None):
+        from bench_core.registry import default_registry
+
         self.suite = suite
-        self.runner = runner or Runner(suite, store=store)
-        self.store = self.runner.store
-        self.cells: list[Cell] = self.runner.all_cells()
+        self.plan = plan or expand(suite, default_registry())
+        self.store = store or ResultStore()
+        self.cells: list[Cell] = self.plan.cells
         self.records: dict[str, ResultRecord] = self.store.get_many(c.key for c in self.cells)
-        self.attacks = [NO_ATTACK, *self.runner.attacks]
+        self.attack_specs: dict[str, PluginSpec] = {a.label: a for a in self.plan.attacks}
+        self.pipelines = self.plan.pipelines
+        self.detectors = self.plan.detectors
+        self.probes = self.plan.probes
+        self.attacks = [NO_ATTACK, *self.attack_specs]
 
     def runs_probe(self, probe: str) -> bool:
-        """Whether the suite runs ``probe`` on the undefended model (no pipeline)."""
-        return any(p.name == probe and not pipe for p, pipe in self.runner.probes)
+        """Whether the suite runs ``probe`` (by plugin name) on the undefended model (no pipeline)."""
+        return any(p.name == probe and not pipe for p, pipe in self.probes)
 
     def mean_probe_summary(self, probe: str, attack: str) -> dict[str, float]:
         """A probe's summary (run without a pipeline) averaged over the stored seeds: the keys every seed has;
@@ -98,10 +107,11 @@ class Board:
 
     def scope_note(self) -> str:
         """A header line naming the grid entries that run against some attacks only ('' for a full grid)."""
-        scoped = [(p.label.replace(" -> ", " → "), p.attacks)
-                  for p in self.suite.pipelines if p.attacks is not None]
-        scoped += [(e.name + "".join(f" on {r.name}" for r in getattr(e, "pipeline", [])), e.attacks)
-                   for e in [*self.suite.detectors, *self.suite.probes] if e.attacks is not None]
+        s = self.suite
+        scoped = [((s.pipeline_label(p) or "[]").replace(" -> ", " → "), p.attacks)
+                  for p in s.pipelines if p.attacks is not None]
+        scoped += [(label, d.attacks) for d, label in zip(s.detectors, s.detector_labels()) if d.attacks is not None]
+        scoped += [(s.probe_label(p).replace(" -> ", " → "), p.attacks) for p in s.probes if p.attacks is not None]
         if not scoped:
             return ""
         listed = "; ".join(f"{label} ({', '.join(attacks)})" for label, attacks in scoped)
@@ -126,7 +136,7 @@ def attack_targets(board: Board) -> str:
     against the clean fine-tuned model's mean CACC — shortfalls are stated, not hidden."""
     clean = board.mean_eval_metric(NO_ATTACK, "cacc")
     rows = []
-    for name in board.runner.attacks:
+    for name in board.attack_specs:
         a, c = board.mean_eval_metric(name, "asr"), board.mean_eval_metric(name, "cacc")
         if a is None or c is None or clean is None:
             continue
@@ -141,15 +151,15 @@ def attack_targets(board: Board) -> str:
 def pipeline_label(board: Board, pipeline: tuple) -> str:
     if not pipeline:
         return "no defense"
-    oracle = any(d.threat_model.oracle for d in pipeline)
-    return " → ".join(d.name for d in pipeline) + (" **(oracle)**" if oracle else "")
+    oracle = any(d.oracle for d in pipeline)
+    return " → ".join(d.label for d in pipeline) + (" **(oracle)**" if oracle else "")
 
 
 def defenses_table(board: Board) -> str:
     headers = ["defense pipeline", *(f"{a} ASR / CACC" if a != NO_ATTACK else "clean CACC" for a in board.attacks)]
     rows = []
-    for pipeline in board.runner.pipelines:
-        names = tuple(d.name for d in pipeline)
+    for pipeline in board.pipelines:
+        names = tuple(d.label for d in pipeline)
         row = [pipeline_label(board, pipeline)]
         for attack in board.attacks:
             cells = board.select(kind="eval", attack=attack, pipeline=names)
@@ -164,8 +174,8 @@ def defenses_table(board: Board) -> str:
 def secondary_table(board: Board, metrics: list[tuple[str, str, bool]]) -> str:
     """Rows: (pipeline, attack); columns: the given (key, header, percent) metrics."""
     rows = []
-    for pipeline in board.runner.pipelines:
-        names = tuple(d.name for d in pipeline)
+    for pipeline in board.pipelines:
+        names = tuple(d.label for d in pipeline)
         for attack in board.attacks:
             cells = board.select(kind="eval", attack=attack, pipeline=names)
             if not cells:
@@ -182,14 +192,14 @@ def attacks_table(board: Board) -> str:
     """Per attack: locality, target, and every ``attack_*`` number the runner stored (PSNR, poison count, the
     attack's own stats such as ISSBA's bit accuracy), from the no-defense cells, over seeds."""
     rows, keys = [], []
-    for name, attack in board.runner.attacks.items():
+    for name, attack in board.attack_specs.items():
         recs = board.ok(board.select(kind="eval", attack=name, pipeline=()))
         for rec in recs:
             keys += [k for k in rec.metrics if k.startswith("attack_") and k not in keys]
         rows.append((name, attack, recs))
     table = []
     for name, attack, recs in rows:
-        row = [name, attack.locality, board.runner.data.classnames[attack.target_class]
+        row = [name, attack.locality, world.CLASSES[attack.target_class]
                if board.suite.data.kind == "world" else attack.target_class]
         for key in keys:
             values = [r.metrics[key] for r in recs if key in r.metrics]
@@ -203,13 +213,13 @@ def attacks_table(board: Board) -> str:
 
 def threat_table(board: Board) -> str:
     rows, seen = [], set()
-    for pipeline in board.runner.pipelines:
+    for pipeline in board.pipelines:
         for d in pipeline:
-            if d.name not in seen:
-                seen.add(d.name)
-                rows.append([d.name, d.stage, d.version, d.threat_model.tag])
-    for d in board.runner.detectors.values():
-        rows.append([d.name, "detector", d.version, d.threat_model.tag])
+            if d.label not in seen:
+                seen.add(d.label)
+                rows.append([d.label, d.stage, d.version, d.threat_model])
+    for d in board.detectors:
+        rows.append([d.label, "detector", d.version, d.threat_model])
     return tabulate(rows, headers=["plugin", "stage", "version", "threat model"], tablefmt="github", disable_numparse=True) if rows else ""
 
 
@@ -217,7 +227,7 @@ def detectors_table(board: Board) -> str:
     attacks = [a for a in board.attacks if a != NO_ATTACK]
     headers = ["detector", *(f"{a} AUROC (TPR@5%FPR)" for a in attacks), "fwd passes / image", "ms / image"]
     rows = []
-    for name in board.runner.detectors:
+    for name in (d.label for d in board.detectors):
         row = [name]
         costs, ms = [], []
         for attack in attacks:
@@ -237,9 +247,9 @@ def probe_tables(board: Board, figures_dir: Path | None = None) -> str:
     from bench_core.figures import render
 
     parts = []
-    for probe, pipeline in board.runner.probes:
-        name = probe.name
-        names = tuple(d.name for d in pipeline)
+    for probe, pipeline in board.probes:
+        name = probe.label
+        names = tuple(d.label for d in pipeline)
         parts.append(f"## {name}" + (f" on {' → '.join(names)}" if names else "") + "\n")
         for attack in (a for a in board.attacks if a != NO_ATTACK):
             cells = board.select(kind="probe", attack=attack, probe=name, pipeline=names)
@@ -258,7 +268,7 @@ def probe_tables(board: Board, figures_dir: Path | None = None) -> str:
                 if figures_dir is None:
                     continue
                 suffix = "_".join(names).replace(".", "-")
-                file = f"{name}_{attack}_{fig_name}{'_' + suffix if suffix else ''}.png"
+                file = _filename(f"{name}_{attack}_{fig_name}{'_' + suffix if suffix else ''}") + ".png"
                 render(spec, figures_dir / file)
                 parts.append(f"![{name} {attack} {fig_name}](figures/{file})\n")
     return "\n".join(parts)
@@ -274,7 +284,7 @@ def finding1_section(board: Board) -> str:
              "heads should remove a local attack's ASR and mean-ablating all MLPs a global one's. Measured here "
              "(ASR %, mean over seeds; 'holds' = the predicted ablation at least halves the ASR):\n"]
     rows = []
-    for name, attack in board.runner.attacks.items():
+    for name, attack in board.attack_specs.items():
         mean = board.mean_probe_summary("mean_ablation", name)
         if not mean:
             continue
@@ -383,7 +393,7 @@ def finding2_section(board: Board) -> str:
              "'tail from' = the largest l whose backward ablation (layers l..L-1, counted from 0) halves the "
              "ASR. Cells show direct / total effect; ASR in %:\n"]
     rows = []
-    for name, attack in board.runner.attacks.items():
+    for name, attack in board.attack_specs.items():
         mean = board.mean_probe_summary("layer_ablation", name)
         if "asr_direct_heads_separate_l0" not in mean:  # the verdict needs the direct effect
             continue
@@ -431,6 +441,11 @@ def _merge_table_over_seeds(tables: list[list[dict]]) -> str:
     return tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True)
 
 
+def _filename(text: str) -> str:
+    """A label as a file-name part: anything but letters, digits, '_', '.' and '-' becomes '-'."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
 def runs_table(board: Board) -> str:
     rows = []
     for c in board.cells:
@@ -442,11 +457,11 @@ def runs_table(board: Board) -> str:
                                    "seconds"], tablefmt="github", disable_numparse=True)
 
 
-def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None = None,
-                      runner: Runner | None = None) -> list[Path]:
+def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None = None, plan: Plan | None = None,
+                      workspace=None) -> list[Path]:
     """Write README.md, defenses.md, detectors.md, probes.md and runs.md under ``out``; returns the paths.
-    ``runner``: the suite's runner when one exists already (its store is read; ``store`` is then ignored)."""
-    board = Board(suite, store, runner)
+    ``plan`` / ``workspace``: the run's, when one exists already (the world is then not generated again)."""
+    board = Board(suite, store, plan)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
@@ -483,7 +498,10 @@ def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None =
     files["runs.md"] = "\n".join([board.header(f"Stored runs — {suite.name}"), runs_table(board), ""])
     from bench_core.gallery import write_galleries
 
-    galleries = write_galleries(board.runner, out / "figures")
+    if workspace is None:
+        from bench_core.workspace import Workspace
+        workspace = Workspace(suite)
+    galleries = write_galleries(board.plan, workspace, out / "figures")
     clean = board.ok(board.select(kind="eval", attack=NO_ATTACK, pipeline=()))
     pretrained = fmt([r.metrics["cacc_pretrained"] for r in clean if "cacc_pretrained" in r.metrics])
     files["README.md"] = "\n".join([

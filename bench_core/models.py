@@ -43,6 +43,8 @@ class ModelSpec(BaseModel):
                 raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
             if self.width % self.heads:
                 raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+            if self.text_width % self.text_heads:
+                raise ValueError(f"text_width {self.text_width} is not divisible by text_heads {self.text_heads}")
         return self
 
     @property

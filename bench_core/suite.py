@@ -4,6 +4,11 @@
 A plugin entry is a name or ``{name: ..., config: {...}}``; a defense pipeline is a list of entries run in
 stage order; ``[]`` is the no-defense row.
 
+Several configurations of one plugin may appear in one suite (PDB at three patch sizes, BadNet at two poisoning
+rates). Each entry has a ``label`` naming its rows, columns and cells: given explicitly, or by default the name
+when the name is unique, else the name plus the config keys that differ between its entries
+(``pdb[patch_size=2]``). Cell keys hold the full config, so two configurations never share a key.
+
 By default the grid is the full cross-product: every pipeline, detector and probe against every attack. A
 pipeline written as ``{defenses: [...], attacks: [...]}``, or a detector or probe entry with ``attacks: [...]``,
 runs only against the attacks it lists (``none``, the clean model, may be listed for pipelines). A cell's key
@@ -21,7 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bench_core.cache import content_key
+from bench_core.cache import content_key, stable_json
 from bench_core.data.loaders import SourceSpec
 from bench_core.data.world import WorldConfig
 from bench_core.errors import BenchError, config_error
@@ -29,8 +34,7 @@ from bench_core.models import ModelSpec
 from bench_core.training import TrainConfig
 
 
-NO_ATTACK = "none"
-"""The clean model's name in grids and results (no attack)."""
+from bench_core.keys import NO_ATTACK  # noqa: E402  (re-exported: the clean model's name in grids)
 
 
 class PluginRef(BaseModel):
@@ -41,11 +45,54 @@ class PluginRef(BaseModel):
     name: str
     config: dict[str, Any] = Field(default_factory=dict)
     preset: str | None = None  # a named preset of the plugin (e.g. "paper"); config overrides it
+    label: str | None = None  # names the entry's rows and cells; default: see :func:`entry_labels`
 
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("label")
+    @classmethod
+    def _printable_label(cls, label: str | None) -> str | None:
+        if label is not None and (not label.strip() or any(c in label for c in "|\n`") or "->" in label):
+            raise ValueError(f"label {label!r} must be non-empty text without '|', '`', '->' or a line break")
+        return label
+
+    def settings(self) -> tuple:
+        """What distinguishes two entries of the same plugin: preset and config overrides."""
+        return (self.preset, stable_json(self.config))
+
+
+def entry_labels(refs: list[PluginRef]) -> dict[tuple, str]:
+    """Labels of distinct entries, by ``(name, settings)``: the explicit label, else the name when every entry
+    of that name has the same settings, else ``name[key=value, ...]`` over the config keys (and preset) that
+    differ between that name's entries."""
+    distinct: dict[tuple, PluginRef] = {}
+    for ref in refs:
+        distinct.setdefault((ref.name, ref.settings()), ref)
+    by_name: dict[str, list[PluginRef]] = {}
+    for ref in distinct.values():
+        by_name.setdefault(ref.name, []).append(ref)
+    labels: dict[tuple, str] = {}
+    for name, group in by_name.items():
+        views = [{**({"preset": r.preset} if r.preset else {}), **r.config} for r in group]
+        keys = sorted({k for v in views for k in v})
+        differing = [k for k in keys if len({stable_json(v.get(k)) for v in views}) > 1]
+        for ref, view in zip(group, views):
+            if ref.label:
+                label = ref.label
+            elif len(group) == 1:
+                label = name
+            else:
+                shown = [f"{k}={_show(view[k])}" for k in differing if k in view]
+                label = f"{name}[{', '.join(shown)}]" if shown else name
+            labels[(ref.name, ref.settings())] = label
+    return labels
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else stable_json(value)
 
 
 
@@ -85,10 +132,6 @@ class PipelineRef(Scoped):
     def _from_list(cls, value: Any) -> Any:
         return {"defenses": value} if isinstance(value, list) else value
 
-    @property
-    def label(self) -> str:
-        return " -> ".join(r.name for r in self.defenses) or "[]"
-
 
 class RealData(BaseModel):
     """Real data for the paper preset: fine-tune pairs, a labelled test split, held-out clean pairs."""
@@ -121,8 +164,17 @@ class EvalConfig(BaseModel):
     batch_size: int = Field(256, ge=1)
 
 
+class Resources(BaseModel):
+    """What one work unit asks of a worker (Ray's ``num_cpus`` / ``num_gpus``); not part of the config hash."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpus_per_unit: float = Field(1, gt=0)  # Ray num_cpus per unit; also the torch threads a Ray task uses
+    gpus_per_unit: float | None = Field(None, ge=0)  # Ray num_gpus per unit; None: 1 when the suite's device is CUDA
+
+
 class Suite(BaseModel):
-    """One benchmark grid. Every field is part of the suite's config hash."""
+    """One benchmark grid. The shared settings (model, data, training, evaluation) make the config hash."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -138,7 +190,8 @@ class Suite(BaseModel):
     probes: list[ProbeRef] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     evaluation: EvalConfig = EvalConfig()
-    device: str = "auto"  # auto = CUDA when present, CPU otherwise
+    device: str = "auto"  # auto = CUDA when present, CPU otherwise; or cpu, cuda, cuda:N
+    resources: Resources = Resources()
 
     @field_validator("seeds")
     @classmethod
@@ -151,19 +204,51 @@ class Suite(BaseModel):
     def _check(self) -> "Suite":
         if self.pretrain is None and not self.model.pretrained:
             raise ValueError("pretrain is null but model.pretrained is not set: the clean model needs one of them")
-        names = [a.name for a in self.attacks]
-        if "none" in names:
+        names = self.attack_labels()
+        if NO_ATTACK in names:
             raise ValueError("'none' is implicit (the clean model is always evaluated); remove it from attacks")
-        # cells are identified by names in the leaderboard, so each entry must be unique by name
-        _unique("attacks", names)
-        _unique("detectors", [d.name for d in self.detectors])
-        _unique("pipelines", [p.label for p in self.pipelines])
-        _unique("probes", [p.name + "".join(f" on {r.name}" for r in p.pipeline) for p in self.probes])
+        _unique("attacks", self.attacks, names)
+        _unique("detectors", self.detectors, self.detector_labels())
+        _unique("pipelines", self.pipelines, [self.pipeline_label(p) or "[]" for p in self.pipelines])
+        _unique("probes", self.probes, [self.probe_label(p) for p in self.probes])
         for p in self.pipelines:
-            _known_attacks(f"pipeline {p.label}", p.attacks, [NO_ATTACK, *names])
-        for entry in [*self.detectors, *self.probes]:
-            _known_attacks(entry.name, entry.attacks, names)
+            _known_attacks(f"pipeline {self.pipeline_label(p) or '[]'}", p.attacks, [NO_ATTACK, *names])
+        for entry, label in [*zip(self.detectors, self.detector_labels()),
+                             *((p, self.probe_label(p)) for p in self.probes)]:
+            _known_attacks(label, entry.attacks, names)
         return self
+
+    # --- labels (see entry_labels) ----------------------------------------------------------------------------
+    def attack_labels(self) -> list[str]:
+        labels = entry_labels(self.attacks)
+        return [labels[(a.name, a.settings())] for a in self.attacks]
+
+    def detector_labels(self) -> list[str]:
+        labels = entry_labels(list(self.detectors))
+        return [labels[(d.name, d.settings())] for d in self.detectors]
+
+    def defense_labels(self) -> dict[tuple, str]:
+        """Labels of every distinct defense entry, in pipelines and in probes' pipelines alike."""
+        return entry_labels([r for p in [*(p.defenses for p in self.pipelines), *(p.pipeline for p in self.probes)]
+                             for r in p])
+
+    def pipeline_labels(self, refs: list[PluginRef]) -> tuple[str, ...]:
+        labels = self.defense_labels()
+        return tuple(labels[(r.name, r.settings())] for r in refs)
+
+    def pipeline_label(self, pipeline: PipelineRef) -> str:
+        """``pdb -> decomp_rep``; '' for the no-defense row."""
+        return " -> ".join(self.pipeline_labels(pipeline.defenses))
+
+    def probe_labels(self) -> list[str]:
+        labels = entry_labels(list(self.probes))
+        return [labels[(p.name, p.settings())] for p in self.probes]
+
+    def probe_label(self, probe: ProbeRef) -> str:
+        """``mean_ablation``, or ``pdb_robustness on pdb`` for a probe run on a defended model."""
+        own = self.probe_labels()[self.probes.index(probe)]
+        pipeline = " -> ".join(self.pipeline_labels(probe.pipeline))
+        return own + (f" on {pipeline}" if pipeline else "")
 
     def config_hash(self) -> str:
         """Short hash of the settings that every cell shares (model, data, training, evaluation)."""
@@ -171,13 +256,17 @@ class Suite(BaseModel):
         return content_key("suite", "shared", "1", shared)[:12]
 
 
-def _unique(field: str, labels: list[str]) -> None:
-    seen = set()
-    for label in labels:
+def _unique(field: str, entries: list, labels: list[str]) -> None:
+    """Entries must differ: an entry repeated with the same settings, or two entries given one label, is an
+    error."""
+    seen: dict[str, Any] = {}
+    for entry, label in zip(entries, labels):
         if label in seen:
-            raise ValueError(f"{field} lists {label!r} twice; each entry must differ by name "
-                             f"(register a dotted variant of the plugin for a second configuration)")
-        seen.add(label)
+            same = seen[label] == entry
+            raise ValueError(f"{field} lists {label!r} twice" + (
+                " with the same settings; remove one" if same else
+                "; give the entries different labels (label: ...)"))
+        seen[label] = entry
 
 
 def _known_attacks(entry: str, listed: list[str] | None, allowed: list[str]) -> None:
@@ -186,7 +275,7 @@ def _known_attacks(entry: str, listed: list[str] | None, allowed: list[str]) -> 
         return
     if not listed:
         raise ValueError(f"{entry}: attacks is empty; leave it out to run against every attack")
-    _unique(f"{entry}: attacks", listed)
+    _unique(f"{entry}: attacks", listed, listed)
     for name in listed:
         if name not in allowed:
             near = difflib.get_close_matches(name, allowed, n=1)
@@ -206,7 +295,13 @@ def load_suite(name_or_path: str) -> Suite:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise BenchError(f"suite file {name_or_path!r} does not exist")
-        text = path.read_text()
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BenchError(f"suite file {name_or_path!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                             f"at offset {exc.start}); save it as UTF-8") from None
+        except OSError as exc:
+            raise BenchError(f"cannot read suite file {name_or_path!r}: {exc.strerror}") from None
     else:
         from bench_core.errors import unknown_name_error
 

@@ -26,8 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm.auto import tqdm
 
+from bench_core.faults import crash_point
 from bench_core.models import ClipModel
 from bench_core.numerics import Precision, autocast_numerics, clip_temperature, full_precision
+
+
+class TrainingDiverged(ArithmeticError):
+    """A training run's loss became NaN or infinite: the run fails, and nothing it made is cached."""
 
 
 class TrainConfig(BaseModel):
@@ -164,11 +169,15 @@ def train_contrastive(model: ClipModel, images: torch.Tensor, captions: list[str
                     loss = clip_loss(image_features, text_features, model.logit_scale)
                     if extra_loss is not None:
                         loss = loss + extra_loss(model, x, t, image_features, text_features)
+                last_loss = float(loss.detach())
+                if not math.isfinite(last_loss):
+                    raise TrainingDiverged(f"{desc}: the loss is {last_loss} at step {step + 1} of {total} "
+                                           f"(lr {config.lr:g}); nothing was stored")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                last_loss = float(loss.detach())
                 step += 1
+                crash_point("train")
                 bar.update(1)
                 bar.set_postfix(loss=f"{last_loss:.3f}")
         bar.close()

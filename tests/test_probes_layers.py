@@ -237,8 +237,8 @@ class _FakeBoard:
     """What finding2_section reads from a Board: the suite's probes and attacks, and records per attack."""
 
     def __init__(self, metrics: dict[str, list[dict[str, float]]], localities: dict[str, str], probes):
-        self.runner = SimpleNamespace(attacks={a: SimpleNamespace(locality=loc) for a, loc in localities.items()},
-                                      probes=probes)
+        self.attack_specs = {a: SimpleNamespace(locality=loc) for a, loc in localities.items()}
+        self.probes = probes
         self.metrics = metrics
 
     def select(self, **match):
@@ -281,7 +281,7 @@ def test_attack_targets_state_shortfalls():
     records = {"none": {"cacc": 0.93}, "strong": {"asr": 0.95, "cacc": 0.92}, "weak": {"asr": 0.70, "cacc": 0.85}}
 
     class FakeBoard:
-        runner = SimpleNamespace(attacks={"strong": None, "weak": None})
+        attack_specs = {"strong": None, "weak": None}
         mean_eval_metric = Board.mean_eval_metric  # the real averaging, on the fabricated records
 
         def select(self, **match):

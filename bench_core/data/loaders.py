@@ -8,6 +8,7 @@ digits are a real labelled set that needs no download at all.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -124,3 +125,107 @@ def load_digits(image_size: int) -> tuple[torch.Tensor, torch.Tensor, tuple[str,
     images = torch.from_numpy(bunch.images).float().div(16.0).unsqueeze(1).repeat(1, 3, 1, 1)
     images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
     return images.clamp(0, 1), torch.from_numpy(bunch.target).long(), DIGIT_NAMES
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What planning learns about a source without decoding an image: rows, columns, class names, labels."""
+
+    rows: int
+    columns: tuple[str, ...]
+    classnames: tuple[str, ...] = ()
+    labels: list[int] | None = None
+
+
+def inspect_source(spec: SourceSpec, what: str, needs: tuple[str, ...]) -> SourceInfo:
+    """Open ``spec`` far enough to check it (local parquet: its schema and label column only) and check that it
+    is non-empty and has the ``needs`` columns ("image", "caption", "label") and, with a label, class names.
+    Every problem is a one-line :class:`BenchError` naming ``what``."""
+    path = Path(spec.source).expanduser()
+    is_local = path.exists() or spec.source.startswith((".", "/", "~"))
+    if is_local and not path.exists():
+        raise BenchError(f"{what}: data source {spec.source!r} does not exist")
+    files = [path] if path.suffix == ".parquet" else sorted(path.glob("*.parquet")) if path.is_dir() else []
+    if files:
+        info = _inspect_parquet(files, spec)
+    else:
+        try:
+            ds = _dataset_info(open_source(spec)) if is_local else _hub_features(spec)
+        except BenchError:
+            raise
+        except Exception as exc:
+            raise BenchError(f"{what}: cannot open data source {spec.source!r} ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        info = ds
+    if info.rows == 0:
+        raise BenchError(f"{what}: data source {spec.source!r} is empty")
+    picked = {}
+    for need in needs:
+        wanted = {"image": spec.image_column, "caption": spec.caption_column, "label": spec.label_column}[need]
+        candidates = {"image": IMAGE_COLUMNS, "caption": CAPTION_COLUMNS, "label": LABEL_COLUMNS}[need]
+        try:
+            picked[need] = _pick(info.columns, wanted, candidates, need)
+        except BenchError as exc:
+            raise BenchError(f"{what}: {exc}") from None
+    if "label" in needs:
+        classnames = spec.classnames or info.classnames
+        if not classnames:
+            raise BenchError(f"{what}: label column {picked['label']!r} of {spec.source!r} has no class names; "
+                             f"give classnames in the suite")
+        return SourceInfo(info.rows, info.columns, tuple(classnames), info.labels)
+    return info
+
+
+def _pick(columns: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str) -> str:
+    if wanted is not None:
+        if wanted not in columns:
+            raise BenchError(f"{what} column {wanted!r} not in data set; columns: {', '.join(columns)}")
+        return wanted
+    for name in candidates:
+        if name in columns:
+            return name
+    raise BenchError(f"no {what} column found; tried {', '.join(candidates)}; columns: {', '.join(columns)}")
+
+
+def _inspect_parquet(files: list[Path], spec: SourceSpec) -> SourceInfo:
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(files[0])
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    if spec.limit:
+        rows = min(rows, spec.limit)
+    classnames: tuple[str, ...] = ()
+    meta = schema.metadata or {}
+    if b"huggingface" in meta:  # datasets writes its Features (ClassLabel names) into the parquet metadata
+        import json
+
+        features = datasets.Features.from_dict(json.loads(meta[b"huggingface"])["info"]["features"])
+        for feature in features.values():
+            if isinstance(feature, datasets.ClassLabel):
+                classnames = tuple(n.replace("_", " ") for n in feature.names)
+    labels = None
+    label_col = spec.label_column or next((c for c in LABEL_COLUMNS if c in schema.names), None)
+    if label_col in schema.names:
+        labels = [v for f in files for v in pq.read_table(f, columns=[label_col]).column(0).to_pylist()][:rows]
+    return SourceInfo(rows, tuple(schema.names), classnames, labels)
+
+
+def _hub_features(spec: SourceSpec) -> SourceInfo:
+    """A hub data set's columns and class names from its builder (metadata only; needs the network)."""
+    builder = datasets.load_dataset_builder(spec.source)
+    features = builder.info.features or {}
+    classnames: tuple[str, ...] = ()
+    for feature in features.values():
+        if isinstance(feature, datasets.ClassLabel):
+            classnames = tuple(n.replace("_", " ") for n in feature.names)
+    split = (builder.info.splits or {}).get(spec.split)
+    rows = split.num_examples if split is not None and split.num_examples else (spec.limit or 1)
+    return SourceInfo(rows, tuple(features), classnames)
+
+
+def _dataset_info(ds: datasets.Dataset) -> SourceInfo:
+    classnames: tuple[str, ...] = ()
+    label_col = next((c for c in LABEL_COLUMNS if c in ds.column_names), None)
+    if label_col is not None and isinstance(ds.features[label_col], datasets.ClassLabel):
+        classnames = tuple(n.replace("_", " ") for n in ds.features[label_col].names)
+    return SourceInfo(len(ds), tuple(ds.column_names), classnames, list(ds[label_col]) if label_col else None)

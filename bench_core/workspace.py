@@ -1,0 +1,209 @@
+"""A worker's view of one suite: its data, its device, the cache, and every artifact of the lineage, loaded
+from the cache or computed (and cached) on first use.
+
+Each process that runs units keeps one Workspace per suite. Artifacts are addressed by the keys of
+:mod:`bench_core.keys`, so a workspace computes exactly what the plan's artifact units name, and a cell unit
+finds its model in the cache. If an entry is missing or damaged when a unit reads it, the workspace recomputes
+it (a failed load is a cache miss, never a permanent failure). In-process memos are small LRU maps: a serial run
+over a full grid keeps the models of the (seed, attack) at hand, not every model of the grid.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+import weakref
+from collections import OrderedDict
+from functools import cached_property
+from typing import Callable, Hashable, TypeVar
+
+import torch
+
+from bench_core.cache import Cache, state_dict_tensors
+from bench_core.data.bundle import DataBundle
+from bench_core.interfaces import Attack, AttackInfo, PoisonResult, RunContext
+from bench_core.keys import attack_state_key, clean_model_key, model_key
+from bench_core.models import ClipModel, build_model, pick_device
+from bench_core.plan import PluginSpec
+from bench_core.suite import Suite
+from bench_core.training import train_contrastive
+from bench_core.zeroshot import Classifier, ZeroShotClassifier
+
+V = TypeVar("V")
+
+
+class _LRU(OrderedDict):
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+
+    def get_or(self, key: Hashable, make: Callable[[], V]) -> V:
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = make()
+        self[key] = value
+        while len(self) > self.capacity:
+            self.popitem(last=False)
+        return value
+
+
+class Workspace:
+    """Lineage of one suite in one process (see the module docstring)."""
+
+    def __init__(self, suite: Suite, cache: Cache | None = None, log: Callable[[str], None] | None = None):
+        self.suite = suite
+        self.cache = cache or Cache()
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.device = pick_device(suite.device)
+        self.clean_key = clean_model_key(suite.model, suite.data, suite.pretrain)
+        self._models: _LRU = _LRU(8)
+        self._attacks: _LRU = _LRU(4)
+        self._poisonings: _LRU = _LRU(2)
+        self._triggered: _LRU = _LRU(4)
+        self._classifiers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its classifier
+
+    @cached_property
+    def data(self) -> DataBundle:
+        return DataBundle(self.suite.data, self.suite.model.image_size)
+
+    def context(self, seed: int, reads: frozenset[str], attack: PluginSpec | None = None,
+                clean_model: ClipModel | None = None) -> RunContext:
+        """A context holding only what ``reads`` declares (see :meth:`RunContext.restricted_to`)."""
+        d = self.data
+        full = RunContext(
+            seed=seed, device=self.device, classnames=d.classnames, templates=d.templates,
+            write_caption=d.caption_writer(),
+            clean_model=clean_model if "clean_model" in reads else None,
+            finetune_pairs=d.finetune if "finetune_pairs" in reads else None,
+            clean_reference=d.reference if "clean_reference" in reads else None,
+            heldout=d.heldout if "heldout" in reads else None,
+            attack=(AttackInfo(attack.name, attack.locality, attack.target_class)
+                    if attack is not None and "attack" in reads else None))
+        return full.restricted_to(reads)
+
+    # --- models ---------------------------------------------------------------------------------------------
+    def _from_cache(self, key: str) -> ClipModel | None:
+        hit = self.cache.load(key)
+        if hit is None:
+            return None
+        model = build_model(self.suite.model, self.device)
+        model.clip.load_state_dict(hit[0])
+        return model.eval()
+
+    def clean_model(self) -> ClipModel:
+        """The clean CLIP: pretrained on the suite's data once (cached), or the model's pretrained weights."""
+        return self._models.get_or(self.clean_key, self._clean_model)
+
+    def _clean_model(self) -> ClipModel:
+        if self.suite.pretrain is None:
+            return build_model(self.suite.model, self.device).eval()
+        model = self._from_cache(self.clean_key)
+        if model is not None:
+            return model
+        self.log(f"pretraining the clean model ({self.suite.model.label}, {len(self.data.pretrain)} pairs)")
+        torch.manual_seed(0)
+        model = build_model(self.suite.model, self.device)
+        stats = train_contrastive(model, self.data.pretrain.images, list(self.data.pretrain.captions),
+                                  self.suite.pretrain, seed=0, desc="pretrain")
+        self.log(f"  pretrained in {stats['seconds']:.0f}s, final loss {stats['loss']:.3f}")
+        self.cache.save(self.clean_key, state_dict_tensors(model.clip), {"stats": stats})
+        return model
+
+    def model(self, seed: int, attack: PluginSpec | None, chain: tuple[PluginSpec, ...]) -> ClipModel:
+        """The model after the poisoned fine-tune and the train / post-train defenses of ``chain``."""
+        key = model_key(self.suite.finetune, seed, self.clean_key, attack_state_key(attack, self.clean_key, seed),
+                        chain)
+        return self._models.get_or(key, lambda: self._model(key, seed, attack, chain))
+
+    def _model(self, key: str, seed: int, attack: PluginSpec | None, chain: tuple[PluginSpec, ...]) -> ClipModel:
+        model = self._from_cache(key)
+        if model is not None:
+            return model
+        name = attack.label if attack else "none"
+        if chain and chain[-1].stage == "post_train":
+            model = copy.deepcopy(self.model(seed, attack, chain[:-1]))
+            defense = chain[-1].instantiate()
+            self.log(f"[seed {seed}] {name}: post-train defense {chain[-1].label}")
+            torch.manual_seed(seed)
+            stats = defense.repair(model, self.context(seed, defense.threat_model.reads, attack))
+        else:
+            model, stats = self._finetune(seed, attack, chain[0] if chain else None)
+        model.eval()
+        self.cache.save(key, state_dict_tensors(model.clip), {"stats": stats})
+        return model
+
+    def _finetune(self, seed: int, attack: PluginSpec | None,
+                  train_defense: PluginSpec | None) -> tuple[ClipModel, dict[str, float]]:
+        pairs, repeat = self.training_pairs(seed, attack), None
+        if train_defense is not None:
+            defense = train_defense.instantiate()
+            plan = defense.plan_training(pairs, self.context(seed, defense.threat_model.reads, attack))
+            pairs, repeat = plan.pairs, plan.repeat
+        base = self.clean_model()
+        what = (attack.label if attack else "none") + (f" + {train_defense.label}" if train_defense else "")
+        self.log(f"[seed {seed}] fine-tuning on {len(pairs)} pairs ({what})")
+        model = copy.deepcopy(base)
+        torch.manual_seed(seed)
+        stats = train_contrastive(model, pairs.images, list(pairs.captions), self.suite.finetune,
+                                  seed=seed, desc=f"finetune {what}", repeat=repeat)
+        self.log(f"  fine-tuned in {stats['seconds']:.0f}s, final loss {stats['loss']:.3f}")
+        return model, stats
+
+    # --- attacks --------------------------------------------------------------------------------------------
+    def attack(self, spec: PluginSpec, seed: int) -> Attack:
+        """The attack with its trigger state prepared once per (attack, clean model, seed) and cached."""
+        key = attack_state_key(spec, self.clean_key, seed)
+        return self._attacks.get_or(key, lambda: self._prepare(key, spec, seed))
+
+    def _prepare(self, key: str, spec: PluginSpec, seed: int) -> Attack:
+        attack: Attack = spec.instantiate()
+        hit = self.cache.load(key)
+        if hit is None:
+            reads = attack.threat_model.reads
+            clean = self.clean_model() if "clean_model" in reads else None
+            started = time.perf_counter()
+            state = attack.prepare(self.context(seed, reads, clean_model=clean))
+            self.cache.save(key, state, {"seconds": time.perf_counter() - started})
+        else:
+            state = hit[0]
+        attack.load_state(state)
+        return attack
+
+    def attack_context(self, spec: PluginSpec, seed: int) -> RunContext:
+        reads = self.attack(spec, seed).threat_model.reads
+        return self.context(seed, reads, clean_model=self.clean_model() if "clean_model" in reads else None)
+
+    def poisoning(self, spec: PluginSpec, seed: int) -> PoisonResult:
+        return self._poisonings.get_or((spec.model_dump_json(), seed), lambda: self.attack(spec, seed).poison(
+            self.data.finetune, self.attack_context(spec, seed)))
+
+    def training_pairs(self, seed: int, attack: PluginSpec | None):
+        """The fine-tune pairs as the victim receives them (poisoned unless there is no attack)."""
+        return self.data.finetune if attack is None else self.poisoning(attack, seed).pairs
+
+    def triggered(self, spec: PluginSpec, seed: int) -> torch.Tensor:
+        """Triggered copies of the evaluation images (all classes; metrics filter the target class)."""
+        def make() -> torch.Tensor:
+            images = self.data.evaluation.images
+            return self.attack(spec, seed).apply_trigger(images, self.attack_context(spec, seed),
+                                                         train=False).clamp(0, 1)
+        return self._triggered.get_or((spec.model_dump_json(), seed), make)
+
+    # --- classifiers ----------------------------------------------------------------------------------------
+    def zero_shot(self, model: ClipModel) -> ZeroShotClassifier:
+        """The plain classifier of ``model``; class embeddings depend only on the model, so built once."""
+        if model not in self._classifiers:
+            self._classifiers[model] = ZeroShotClassifier.build(model, self.data.classnames, self.data.templates)
+        return self._classifiers[model]
+
+    def classifier(self, seed: int, attack: PluginSpec | None, defenses: tuple[PluginSpec, ...]) -> Classifier:
+        """The model after ``defenses``' train / post-train stages, wrapped by their train / inference stages."""
+        model = self.model(seed, attack, tuple(d for d in defenses if d.stage != "inference"))
+        clf: Classifier = self.zero_shot(model)
+        for spec in defenses:
+            if spec.stage in ("train", "inference"):
+                defense = spec.instantiate()
+                clf = defense.wrap(clf, self.context(seed, defense.threat_model.reads, attack))
+        return clf
