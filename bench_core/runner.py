@@ -47,11 +47,11 @@ class Runner:
             check_home()
         self.suite = suite
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self.store = store or ResultStore()
-        self.cache = cache or Cache(log=self.log)
         self.plan: Plan = expand(suite, registry or default_registry())
         if validate:
             check_plan(self.plan)
+        self.store = store or ResultStore()  # opened after planning: a bad suite leaves no trace in the home
+        self.cache = cache or Cache(log=self.log)
         self.executor_name, self.jobs, self.address = executor, jobs, address
         self.device = pick_device(suite.device)
 

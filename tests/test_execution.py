@@ -1,0 +1,108 @@
+"""Executors and interruptions: the quick suite gives identical stored metrics under serial, processes and Ray;
+a run killed with SIGKILL during training, evaluation or a store write completes on re-run with the results of an
+uninterrupted run; two runs on one home at once end consistent, each cell computed once."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench_core.cache import Cache
+from bench_core.runner import Runner
+from bench_core.store import ResultStore
+from bench_core.suite import load_suite
+
+
+def _metrics(home: Path) -> dict[str, dict[str, float]]:
+    store = ResultStore(home / "results.sqlite")
+    return {r.key: r.metrics for r in store.all() if r.status == "ok"}
+
+
+def _quick_metrics_under(executor: str, home: Path, monkeypatch) -> dict[str, dict[str, float]]:
+    monkeypatch.setenv("BDBENCH_HOME", str(home))
+    runner = Runner(load_suite("quick"), executor=executor, jobs=2)
+    counts = runner.run()
+    assert counts == {"computed": len(runner.all_cells()), "skipped": 0, "failed": 0}
+    return _metrics(home)
+
+
+def test_serial_processes_and_ray_store_identical_metrics(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    serial = _quick_metrics_under("serial", tmp_path / "serial", monkeypatch)  # 1 thread (conftest)
+    processes = _quick_metrics_under("processes", tmp_path / "processes", monkeypatch)  # 2 workers x 1 thread
+    ray = _quick_metrics_under("ray", tmp_path / "ray", monkeypatch)  # local Ray, num_cpus=2, 1 CPU per unit
+    assert len(serial) == len(Runner(load_suite("quick")).all_cells())
+    assert processes == serial
+    assert ray == serial
+    records = ResultStore(tmp_path / "ray" / "results.sqlite").all()
+    assert all(r.schema_version == 2 and r.spec["kind"] == ("eval" if not (r.detector or r.probe) else
+                                                            "detector" if r.detector else "probe")
+               and r.env["torch"] and r.env["device"] == "cpu" for r in records)
+
+
+def _cli(home: Path, *args: str, crash: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "BDBENCH_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    env.pop("BDBENCH_CRASH_AT", None)
+    if crash:
+        env["BDBENCH_CRASH_AT"] = crash
+    return subprocess.run([sys.executable, "-m", "bench_core.cli", "run", "--suite", "quick", *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, dict[str, float]]:
+    home = tmp_path_factory.mktemp("reference")
+    out = _cli(home)
+    assert out.returncode == 0, out.stderr
+    return _metrics(home)
+
+
+def _check_store(home: Path, reference: dict) -> None:
+    db = sqlite3.connect(home / "results.sqlite")
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows, distinct = db.execute("SELECT count(*), count(DISTINCT key) FROM results").fetchone()
+        assert rows == distinct == len(reference)
+    finally:
+        db.close()
+    assert _metrics(home) == reference
+
+
+@pytest.mark.parametrize("point", ["train@6", "eval@3", "store@4"])
+def test_kill_9_then_rerun_gives_the_uninterrupted_results(tmp_path, reference, point):
+    """train@6: inside the first fine-tune (pretraining is 4 steps); eval@3: a cell computed, not yet stored;
+    store@4: inside the fourth record's write transaction, before its commit."""
+    killed = _cli(tmp_path, crash=point)
+    assert killed.returncode == -9, killed.stderr
+    partial = _metrics(tmp_path)
+    assert len(partial) < len(reference) and all(reference[k] == v for k, v in partial.items())
+    rerun = _cli(tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(partial)} already stored" in rerun.stderr and "damaged" not in rerun.stderr
+    _check_store(tmp_path, reference)
+    # every cache entry is whole: the interrupted write left no entry that reads as complete but is not
+    logged = []
+    cache = Cache(tmp_path / "cache", log=logged.append)
+    keys = {p.stem for p in (tmp_path / "cache").rglob("*.json")}
+    assert keys and all(cache.load(k) is not None for k in keys) and not logged
+
+
+def test_two_concurrent_runs_on_one_home_end_consistent(tmp_path, reference):
+    env = {**os.environ, "BDBENCH_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    env.pop("BDBENCH_CRASH_AT", None)
+    command = [sys.executable, "-m", "bench_core.cli", "run", "--suite", "quick"]
+    first = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    second = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    errs = [p.communicate(timeout=600)[1] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, errs
+    computed = [int(re.search(r"(\d+) computed", e).group(1)) for e in errs]
+    assert sum(computed) == len(reference), errs  # every cell computed exactly once between the two runs
+    _check_store(tmp_path, reference)
+    if min(computed) > 0:  # they overlapped: the log says who waited for whom
+        assert any("held by another run" in e or "finished by another run" in e for e in errs), errs
