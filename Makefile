@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # torch and torchvision are pinned to the releases that install from this machine's disk (see README).
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-slow bench leaderboard install clean-venv
+.PHONY: demo test test-slow bench leaderboard install clean-venv gpu-check
 
 $(STAMP): pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ bench: $(STAMP)
 # The committed leaderboard: every method, 3 seeds (about 1 h 45 min cold on a 2-core CPU).
 leaderboard: $(STAMP)
 	$(BIN)/bdbench run --suite full --leaderboard leaderboards/default
+
+# One GPU: a paper-shaped grid (ViT-B-32 architecture, 224-px generated data), fine-tune and zero-shot images/s and
+# peak GPU memory, in a scratch home so that nothing is read from an earlier run.
+gpu-check: $(STAMP)
+	BDBENCH_HOME=$$(mktemp -d) $(BIN)/python -m bench_core.gpucheck --suite gpu_check
 
 clean-venv:
 	rm -rf $(VENV)

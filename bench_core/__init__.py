@@ -7,6 +7,7 @@ Plugins import what they need from here::
 
 __version__ = "0.1.0"
 
+from bench_core.data.images import ImageColumn, Images, OverlayImages, map_images  # noqa: E402
 from bench_core.hookspecs import hookimpl  # noqa: E402
 from bench_core.interfaces import (  # noqa: E402
     Attack, AttackConfig, AttackInfo, Defense, Detector, InferenceDefense, PairSet, Plugin, PluginConfig,
@@ -20,5 +21,5 @@ __all__ = [
     "__version__", "hookimpl", "Attack", "AttackConfig", "AttackInfo", "Defense", "Detector", "InferenceDefense",
     "PairSet", "Plugin", "PluginConfig", "PoisonResult", "PostTrainDefense", "Probe", "ProbeData", "ProbeResult",
     "RunContext", "ThreatModel", "TrainDefense", "TrainingPlan", "Classifier", "ZeroShotClassifier",
-    "Precision", "autocast_numerics",
+    "Precision", "autocast_numerics", "ImageColumn", "Images", "OverlayImages", "map_images",
 ]

@@ -1,7 +1,7 @@
 """Trigger gallery: for each attack, clean | triggered | amplified difference on a few test images.
 
-Drawn from the attack state the runner cached (nothing is re-optimised); written by the leaderboard under
-``figures/trigger_gallery_<attack>.png``.
+The run stores, per attack (first seed), a few evaluation images and their triggered copies (a ``gallery``
+unit); the leaderboard draws them under ``figures/trigger_gallery_<attack>.png`` without touching the data.
 """
 
 from __future__ import annotations
@@ -38,24 +38,17 @@ def gallery_png(clean: torch.Tensor, triggered: torch.Tensor, path: Path, title:
     return path
 
 
-def write_galleries(plan, workspace, figures_dir: Path, n_images: int = 6) -> dict[str, Path]:
-    """A gallery per attack whose state is cached for the suite's first seed; attacks without one are skipped."""
-    from bench_core.keys import attack_state_key
-
+def write_galleries(plan, cache, figures_dir: Path) -> dict[str, Path]:
+    """A gallery per attack from the images the run stored (its gallery units); attacks without one (the run
+    never reached them) are skipped. Nothing is decoded or re-triggered here."""
     out: dict[str, Path] = {}
-    seed = plan.suite.seeds[0]
-    for spec in plan.attacks:
-        name = spec.label
-        hit = workspace.cache.load(attack_state_key(spec, workspace.clean_key, seed))
+    for name, unit in plan.galleries().items():
+        hit = cache.load(unit.key)
         if hit is None:
             continue
-        attack = spec.instantiate()
-        attack.load_state(hit[0])
-        evaluation = workspace.data.evaluation.images
-        images = evaluation[:: max(1, len(evaluation) // n_images)][:n_images]
-        ctx = workspace.context(seed, attack.threat_model.reads - {"clean_model"})
-        triggered = attack.apply_trigger(images, ctx, train=False).clamp(0, 1)
-        title = f"{name} ({attack.locality}), seed {seed}: clean / triggered / amplified difference"
+        tensors, _ = hit
+        title = f"{name} ({unit.attack.locality}), seed {unit.seed}: clean / triggered / amplified difference"
         file = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
-        out[name] = gallery_png(images, triggered, figures_dir / f"trigger_gallery_{file}.png", title)
+        out[name] = gallery_png(tensors["clean"], tensors["triggered"], figures_dir / f"trigger_gallery_{file}.png",
+                                title)
     return out

@@ -16,6 +16,9 @@ from typing import Any, Callable, ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench_core.data.images import Images, OverlayImages
+from bench_core.data.images import concat as images_concat
+from bench_core.data.images import subset as images_subset
 from bench_core.models import ClipModel
 from bench_core.zeroshot import Classifier
 
@@ -54,11 +57,13 @@ class ThreatModel(BaseModel):
 
 @dataclass(frozen=True)
 class PairSet:
-    """Image–caption pairs. ``images``: (N, 3, H, W) float in [0, 1]; ``labels``: class index or -1 when the
-    source has none; ``attrs``: optional per-pair attribute dicts (the generated world's colour, location, ...)
-    that caption writers may reuse."""
+    """Image–caption pairs. ``images``: (N, 3, H, W) float in [0, 1] — a tensor (the generated world, in memory)
+    or a lazy :class:`bench_core.data.images.ImageColumn` that decodes the rows it is indexed with (real data
+    sets, poisoned overlays); index it, never copy it whole. ``labels``: class index or -1 when the source has
+    none; ``attrs``: optional per-pair attribute dicts (the generated world's colour, location, ...) that
+    caption writers may reuse."""
 
-    images: torch.Tensor
+    images: Images
     captions: tuple[str, ...]
     labels: torch.Tensor
     attrs: tuple[dict[str, str], ...] | None = None
@@ -73,13 +78,14 @@ class PairSet:
         return len(self.images)
 
     def subset(self, index: torch.Tensor) -> "PairSet":
+        """The pairs at ``index`` (lazy images stay lazy: nothing is decoded)."""
         idx = index.tolist()
-        return PairSet(self.images[index], tuple(self.captions[i] for i in idx), self.labels[index],
+        return PairSet(images_subset(self.images, index), tuple(self.captions[i] for i in idx), self.labels[index],
                        None if self.attrs is None else tuple(self.attrs[i] for i in idx))
 
     def concat(self, other: "PairSet") -> "PairSet":
         attrs = None if self.attrs is None or other.attrs is None else self.attrs + other.attrs
-        return PairSet(torch.cat([self.images, other.images]), self.captions + other.captions,
+        return PairSet(images_concat(self.images, other.images), self.captions + other.captions,
                        torch.cat([self.labels, other.labels]), attrs)
 
 
@@ -227,10 +233,10 @@ class Attack(Plugin):
         return torch.randperm(len(pairs), generator=ctx.generator(f"{self.name}:select"))[:n].sort().values
 
     def poison(self, pairs: PairSet, ctx: RunContext) -> PoisonResult:
-        """Stamp the selected images and rewrite their captions to name the target class."""
+        """Stamp the selected images and rewrite their captions to name the target class. Only the poisoned
+        subset is materialised, as an overlay on the (possibly lazy) fine-tune images."""
         index = self.select(pairs, ctx)
-        images = pairs.images.clone()
-        images[index] = self.apply_trigger(pairs.images[index], ctx, train=True)
+        images = OverlayImages(pairs.images, index, self.apply_trigger(pairs.images[index], ctx, train=True))
         rng = ctx.rng(f"{self.name}:captions")
         captions = list(pairs.captions)
         for i in index.tolist():

@@ -32,6 +32,12 @@ def plugin_id(plugin: Identified) -> str:
     return f"{plugin.name}@{plugin.version}:{content_key('config', plugin.name, plugin.version, plugin.config)[:10]}"
 
 
+def suite_config_hash(model, data, pretrain, finetune, evaluation) -> str:
+    """Short hash of the settings every cell of a suite shares; part of every cell key."""
+    shared = {"model": model, "data": data, "pretrain": pretrain, "finetune": finetune, "evaluation": evaluation}
+    return content_key("suite", "shared", "1", shared)[:12]
+
+
 def clean_model_key(model, data, pretrain) -> str:
     """The clean CLIP: the model spec, the data it is pretrained on and the pretraining settings."""
     return content_key("model", "clean", CORE_VERSION, {"model": model, "data": data, "pretrain": pretrain})
@@ -42,6 +48,11 @@ def attack_state_key(attack: Identified | None, clean_key: str, seed: int) -> st
     if attack is None:
         return NO_ATTACK
     return content_key("attack_state", attack.name, attack.version, attack.config, (clean_key, str(seed)))
+
+
+def gallery_key(attack_key: str, n_images: int) -> str:
+    """A trigger gallery: ``n_images`` clean test images and their triggered copies under one attack state."""
+    return content_key("gallery", "trigger", CORE_VERSION, {"n_images": n_images}, (attack_key,))
 
 
 def model_key(finetune, seed: int, clean_key: str, attack_key: str, chain: Sequence[Identified]) -> str:

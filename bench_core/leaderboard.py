@@ -457,10 +457,11 @@ def runs_table(board: Board) -> str:
                                    "seconds"], tablefmt="github", disable_numparse=True)
 
 
-def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None = None, plan: Plan | None = None,
-                      workspace=None) -> list[Path]:
+def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None = None,
+                      plan: Plan | None = None) -> list[Path]:
     """Write README.md, defenses.md, detectors.md, probes.md and runs.md under ``out``; returns the paths.
-    ``plan`` / ``workspace``: the run's, when one exists already (the world is then not generated again)."""
+    Everything comes from the results store and the cache (galleries included): no data set is opened.
+    ``plan``: the run's, when one exists already."""
     board = Board(suite, store, plan)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -498,10 +499,9 @@ def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None =
     files["runs.md"] = "\n".join([board.header(f"Stored runs — {suite.name}"), runs_table(board), ""])
     from bench_core.gallery import write_galleries
 
-    if workspace is None:
-        from bench_core.workspace import Workspace
-        workspace = Workspace(suite)
-    galleries = write_galleries(board.plan, workspace, out / "figures")
+    from bench_core.cache import Cache
+
+    galleries = write_galleries(board.plan, Cache(), out / "figures")
     clean = board.ok(board.select(kind="eval", attack=NO_ATTACK, pipeline=()))
     pretrained = fmt([r.metrics["cacc_pretrained"] for r in clean if "cacc_pretrained" in r.metrics])
     files["README.md"] = "\n".join([

@@ -119,7 +119,11 @@ def build_model(spec: ModelSpec, device: str | torch.device = "cpu") -> ClipMode
         if spec.arch not in open_clip.list_models():
             from bench_core.errors import unknown_name_error
             raise unknown_name_error("open_clip architecture", spec.arch, open_clip.list_models())
-        clip = open_clip.create_model(spec.arch, pretrained=spec.pretrained, device="cpu")
+        local = spec.pretrained is not None and Path(spec.pretrained).expanduser().is_file()
+        # a local file loads through load_weights (safetensors, or torch with weights_only): never a pickle
+        clip = open_clip.create_model(spec.arch, pretrained=None if local else spec.pretrained, device="cpu")
+        if local:
+            load_weights(clip, Path(spec.pretrained).expanduser())
         tokenizer = open_clip.get_tokenizer(spec.arch)
         image_size = clip.visual.image_size[0] if isinstance(clip.visual.image_size, tuple) else clip.visual.image_size
     return ClipModel(clip, tokenizer, int(image_size)).to(device)

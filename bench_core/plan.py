@@ -20,11 +20,12 @@ from pydantic import BaseModel, ConfigDict
 
 from bench_core.errors import BenchError
 from bench_core.interfaces import Plugin
-from bench_core.keys import NO_ATTACK, attack_state_key, cell_key, clean_model_key, model_key
+from bench_core.keys import NO_ATTACK, attack_state_key, cell_key, clean_model_key, gallery_key, model_key
 from bench_core.registry import PluginRegistry
 from bench_core.suite import PluginRef, Suite
 
-UnitKind = Literal["pretrain", "attack", "finetune", "post_train", "eval", "detector", "probe"]
+UnitKind = Literal["pretrain", "attack", "gallery", "finetune", "post_train", "eval", "detector", "probe"]
+GALLERY_IMAGES = 6
 CELL_KINDS = ("eval", "detector", "probe")
 TRAINING_KINDS = ("pretrain", "finetune", "post_train")
 STAGE_ORDER = {"train": 0, "post_train": 1, "inference": 2}
@@ -68,9 +69,14 @@ def _import(entry: str) -> type[Plugin]:
     return target
 
 
-def resolve(registry: PluginRegistry, kind: str, ref: PluginRef, label: str) -> PluginSpec:
-    """Instantiate ``ref`` once (unknown names and bad configs fail here) and freeze what it is."""
-    plugin = registry.create(kind, ref.name, ref.config, ref.preset)
+def resolve(registry: PluginRegistry, kind: str, ref: PluginRef, label: str,
+            classnames: tuple[str, ...] | None = None) -> PluginSpec:
+    """Instantiate ``ref`` once (unknown names and bad configs fail here) and freeze what it is. An attack's
+    ``target`` (a class name) becomes ``config.target_class``, its index in ``classnames``."""
+    config = ref.config
+    if ref.target is not None:
+        config = {**config, "target_class": class_index(ref.target, classnames or (), f"attack {label}")}
+    plugin = registry.create(kind, ref.name, config, ref.preset)
     cls = type(plugin)
     entry = f"{cls.__module__}:{cls.__qualname__}"
     _LOCAL_CLASSES[entry] = cls
@@ -120,6 +126,7 @@ class Unit(BaseModel):
     key: str
     seed: int | None = None
     deps: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = ()  # the content keys of the deps' artifacts, in the order of deps
     attack: PluginSpec | None = None
     chain: tuple[PluginSpec, ...] = ()  # model units: the train / post-train defenses applied, in order
     cell: Cell | None = None
@@ -134,8 +141,8 @@ class Unit(BaseModel):
         if self.kind == "pretrain":
             return "pretrain the clean model"
         what = self.attack.label if self.attack else NO_ATTACK
-        if self.kind == "attack":
-            return f"[seed {self.seed}] prepare {what}"
+        if self.kind in ("attack", "gallery"):
+            return f"[seed {self.seed}] {'prepare' if self.kind == 'attack' else 'trigger gallery of'} {what}"
         chain = " -> ".join(d.label for d in self.chain)
         return f"[seed {self.seed}] {self.kind} {what}" + (f" + {chain}" if chain else "")
 
@@ -157,11 +164,9 @@ class Plan(BaseModel):
     def cells(self) -> list[Cell]:
         return [u.cell for u in self.units if u.cell is not None]
 
-    def unit(self, unit_id: str) -> Unit:
-        return self._by_id()[unit_id]
-
-    def _by_id(self) -> dict[str, Unit]:
-        return {u.id: u for u in self.units}
+    def galleries(self) -> dict[str, Unit]:
+        """Attack label -> its trigger-gallery unit (first seed)."""
+        return {u.attack.label: u for u in self.units if u.kind == "gallery"}
 
     def counts(self) -> dict[str, int]:
         by_kind: dict[str, int] = {}
@@ -170,14 +175,29 @@ class Plan(BaseModel):
         return {"units": len(self.units), "trainings": sum(by_kind.get(k, 0) for k in TRAINING_KINDS),
                 "cells": sum(by_kind.get(k, 0) for k in CELL_KINDS), **{f"{k}_units": v for k, v in by_kind.items()}}
 
-    def attack_spec(self, label: str) -> PluginSpec | None:
-        return next((a for a in self.attacks if a.label == label), None)
+
+def class_index(name: str, classnames: tuple[str, ...], what: str) -> int:
+    """The index of class ``name`` (case-insensitive); an unknown name is a one-line error naming the closest."""
+    lowered = [c.lower() for c in classnames]
+    if name.lower() in lowered:
+        return lowered.index(name.lower())
+    import difflib
+
+    near = difflib.get_close_matches(name.lower(), lowered, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(classnames[lowered.index(n)]) for n in near)}?" if near else ""
+    raise BenchError(f"{what}: target {name!r} is not a class of this suite's data{hint} "
+                     f"({len(classnames)} classes)")
 
 
-def expand(suite: Suite, registry: PluginRegistry) -> Plan:
+def expand(suite: Suite, registry: PluginRegistry, classnames: tuple[str, ...] | None = None) -> Plan:
     """The suite's DAG of units. Unknown plugins, invalid configs and out-of-order pipelines are one-line
-    :class:`BenchError` s here, before any work; :func:`bench_core.validate.check_plan` checks the rest."""
-    attacks = tuple(resolve(registry, "attack", ref, label) for ref, label in zip(suite.attacks, suite.attack_labels()))
+    :class:`BenchError` s here, before any work; :func:`bench_core.validate.check_plan` checks the rest.
+    ``classnames`` resolves attack targets given by name (default: read from the suite's data)."""
+    if classnames is None and any(a.target for a in suite.attacks):
+        from bench_core.validate import check_data
+        classnames = check_data(suite)
+    attacks = tuple(resolve(registry, "attack", ref, label, classnames)
+                    for ref, label in zip(suite.attacks, suite.attack_labels()))
     defense_labels = suite.defense_labels()
 
     def pipeline(refs: list[PluginRef]) -> tuple[PluginSpec, ...]:
@@ -214,6 +234,11 @@ class _Builder:
 
     def plan(self) -> Plan:
         s = self.suite
+        for attack in self.attacks:  # what the leaderboard shows of each trigger, drawn by the run
+            deps = self._attack(s.seeds[0], attack)
+            key = gallery_key(self.units[deps[0]].key, GALLERY_IMAGES)
+            self._add(Unit(id=f"gallery:{key[:12]}", kind="gallery", key=key, seed=s.seeds[0], attack=attack,
+                           deps=deps))
         for seed in s.seeds:
             for attack in [None, *self.attacks]:
                 name = attack.label if attack else NO_ATTACK
@@ -232,7 +257,9 @@ class _Builder:
                     pipelines=self.pipelines, detectors=self.detectors, probes=self.probes)
 
     def _add(self, unit: Unit) -> str:
-        self.units.setdefault(unit.id, unit)
+        if unit.id not in self.units:
+            upstream = tuple(self.units[d].key for d in unit.deps)
+            self.units[unit.id] = unit.model_copy(update={"upstream": upstream})
         return unit.id
 
     def _pretrain(self) -> tuple[str, ...]:

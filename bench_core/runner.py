@@ -64,7 +64,8 @@ class Runner:
         stored = self.store.done_keys(c.key for c in plan.cells)
         by_id = {u.id: u for u in plan.units}
         needed: set[str] = set()
-        stack = [u.id for u in plan.units if u.is_cell and u.key not in stored]
+        stack = [u.id for u in plan.units if (u.is_cell and u.key not in stored)
+                 or (u.kind == "gallery" and not self.cache.has(u.key))]
         while stack:
             uid = stack.pop()
             if uid in needed:

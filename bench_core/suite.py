@@ -26,7 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bench_core.cache import content_key, stable_json
+from bench_core.cache import stable_json
 from bench_core.data.loaders import SourceSpec
 from bench_core.data.world import WorldConfig
 from bench_core.errors import BenchError, config_error
@@ -34,7 +34,7 @@ from bench_core.models import ModelSpec
 from bench_core.training import TrainConfig
 
 
-from bench_core.keys import NO_ATTACK  # noqa: E402  (re-exported: the clean model's name in grids)
+from bench_core.keys import NO_ATTACK, suite_config_hash  # NO_ATTACK re-exported: the clean model's name
 
 
 class PluginRef(BaseModel):
@@ -46,6 +46,9 @@ class PluginRef(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     preset: str | None = None  # a named preset of the plugin (e.g. "paper"); config overrides it
     label: str | None = None  # names the entry's rows and cells; default: see :func:`entry_labels`
+    # attacks only: the target class by name ("banana"), resolved to config.target_class against the suite's
+    # class list when the suite is planned (a name the list lacks is an error naming the closest)
+    target: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -60,8 +63,8 @@ class PluginRef(BaseModel):
         return label
 
     def settings(self) -> tuple:
-        """What distinguishes two entries of the same plugin: preset and config overrides."""
-        return (self.preset, stable_json(self.config))
+        """What distinguishes two entries of the same plugin: preset, config overrides and target."""
+        return (self.preset, stable_json(self.config), self.target)
 
 
 def entry_labels(refs: list[PluginRef]) -> dict[tuple, str]:
@@ -76,7 +79,8 @@ def entry_labels(refs: list[PluginRef]) -> dict[tuple, str]:
         by_name.setdefault(ref.name, []).append(ref)
     labels: dict[tuple, str] = {}
     for name, group in by_name.items():
-        views = [{**({"preset": r.preset} if r.preset else {}), **r.config} for r in group]
+        views = [{**({"preset": r.preset} if r.preset else {}), **r.config,
+                  **({"target": r.target} if r.target else {})} for r in group]
         keys = sorted({k for v in views for k in v})
         differing = [k for k in keys if len({stable_json(v.get(k)) for v in views}) > 1]
         for ref, view in zip(group, views):
@@ -144,6 +148,9 @@ class RealData(BaseModel):
     heldout: SourceSpec
     retrieval: SourceSpec | None = None  # clean pairs for recall@k; None skips retrieval metrics
     reference_fraction: float = Field(0.2, gt=0, lt=1)  # paper: 20% of the test split as clean validation
+    # zero-shot prompts ("a photo of a {}."); None: CLIP's 80 ImageNet templates (Radford et al. 2021), as the
+    # paper's zero-shot evaluation
+    templates: tuple[str, ...] | None = None
 
 
 class WorldData(WorldConfig):
@@ -171,6 +178,7 @@ class Resources(BaseModel):
 
     cpus_per_unit: float = Field(1, gt=0)  # Ray num_cpus per unit; also the torch threads a Ray task uses
     gpus_per_unit: float | None = Field(None, ge=0)  # Ray num_gpus per unit; None: 1 when the suite's device is CUDA
+    loader_workers: int = Field(0, ge=0)  # DataLoader processes decoding lazy (real-data) batches; 0: in-process
 
 
 class Suite(BaseModel):
@@ -204,6 +212,10 @@ class Suite(BaseModel):
     def _check(self) -> "Suite":
         if self.pretrain is None and not self.model.pretrained:
             raise ValueError("pretrain is null but model.pretrained is not set: the clean model needs one of them")
+        for entry in [*self.detectors, *self.probes, *(r for p in self.pipelines for r in p.defenses),
+                      *(r for p in self.probes for r in p.pipeline)]:
+            if entry.target is not None:
+                raise ValueError(f"{entry.name}: target names an attack's target class; only attacks take it")
         names = self.attack_labels()
         if NO_ATTACK in names:
             raise ValueError("'none' is implicit (the clean model is always evaluated); remove it from attacks")
@@ -252,8 +264,7 @@ class Suite(BaseModel):
 
     def config_hash(self) -> str:
         """Short hash of the settings that every cell shares (model, data, training, evaluation)."""
-        shared = {k: getattr(self, k) for k in ("model", "data", "pretrain", "finetune", "evaluation")}
-        return content_key("suite", "shared", "1", shared)[:12]
+        return suite_config_hash(self.model, self.data, self.pretrain, self.finetune, self.evaluation)
 
 
 def _unique(field: str, entries: list, labels: list[str]) -> None:

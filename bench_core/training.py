@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm.auto import tqdm
 
+from bench_core.data.images import Images, batches
 from bench_core.faults import crash_point
 from bench_core.models import ClipModel
 from bench_core.numerics import Precision, autocast_numerics, clip_temperature, full_precision
@@ -117,13 +118,15 @@ def random_shift(images: torch.Tensor, generator: torch.Generator, max_shift: in
     return padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
-def train_contrastive(model: ClipModel, images: torch.Tensor, captions: list[str], config: TrainConfig,
+def train_contrastive(model: ClipModel, images: Images, captions: list[str], config: TrainConfig,
                       seed: int, *, extra_loss: ExtraLoss | None = None, desc: str = "train",
-                      repeat: torch.Tensor | None = None) -> dict[str, float]:
+                      repeat: torch.Tensor | None = None, loader_workers: int = 0) -> dict[str, float]:
     """Train ``model`` in place on (image, caption) pairs; returns summary stats (final loss, seconds, steps).
 
     ``repeat`` optionally gives a per-pair integer count: a pair with count k appears k times per epoch
-    (PDB repeats its defensive pairs). Images stay on the CPU and move to the model's device per batch.
+    (PDB repeats its defensive pairs). ``images`` is a tensor or a lazy column: each batch is read (decoded, for
+    a column, in ``loader_workers`` DataLoader processes, pinned on CUDA) and moved to the model's device, so
+    memory is bounded by the batch, not by the data set.
     """
     if len(images) != len(captions):
         raise ValueError(f"{len(images)} images but {len(captions)} captions")
@@ -154,12 +157,13 @@ def train_contrastive(model: ClipModel, images: torch.Tensor, captions: list[str
         bar = tqdm(total=total, desc=desc, leave=False, disable=not sys.stderr.isatty(), unit="step")
         for _ in range(config.epochs):
             order = index[torch.randperm(len(index), generator=generator)]
-            for b in range(steps_per_epoch):
-                batch = order[b * config.batch_size:(b + 1) * config.batch_size]
-                x = images[batch]
+            rows = [order[b * config.batch_size:(b + 1) * config.batch_size] for b in range(steps_per_epoch)]
+            loaded = batches(images, [r.tolist() for r in rows], workers=loader_workers,
+                             pin_memory=device.type == "cuda" and not isinstance(images, torch.Tensor))
+            for batch, x in zip(rows, loaded):
                 if config.augment:
                     x = random_shift(x, generator)
-                x = x.to(device)
+                x = x.to(device, non_blocking=True)
                 t = tokens[batch].to(device)
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(step)

@@ -57,6 +57,8 @@ def _make_artifact(unit: Unit, ws: Workspace) -> None:
         ws.clean_model()
     elif unit.kind == "attack":
         ws.attack(unit.attack, unit.seed)
+    elif unit.kind == "gallery":
+        ws.gallery(unit.attack, unit.seed, unit.key)
     else:
         ws.model(unit.seed, unit.attack, unit.chain)
 

@@ -22,6 +22,7 @@ import torch
 
 from bench_core.cache import Cache, state_dict_tensors
 from bench_core.data.bundle import DataBundle
+from bench_core.data.images import Images, map_images
 from bench_core.interfaces import Attack, AttackInfo, PoisonResult, RunContext
 from bench_core.keys import attack_state_key, clean_model_key, model_key
 from bench_core.models import ClipModel, build_model, pick_device
@@ -106,7 +107,8 @@ class Workspace:
         torch.manual_seed(0)
         model = build_model(self.suite.model, self.device)
         stats = train_contrastive(model, self.data.pretrain.images, list(self.data.pretrain.captions),
-                                  self.suite.pretrain, seed=0, desc="pretrain")
+                                  self.suite.pretrain, seed=0, desc="pretrain",
+                                  loader_workers=self.suite.resources.loader_workers)
         self.log(f"  pretrained in {stats['seconds']:.0f}s, final loss {stats['loss']:.3f}")
         self.cache.save(self.clean_key, state_dict_tensors(model.clip), {"stats": stats})
         return model
@@ -147,7 +149,8 @@ class Workspace:
         model = copy.deepcopy(base)
         torch.manual_seed(seed)
         stats = train_contrastive(model, pairs.images, list(pairs.captions), self.suite.finetune,
-                                  seed=seed, desc=f"finetune {what}", repeat=repeat)
+                                  seed=seed, desc=f"finetune {what}", repeat=repeat,
+                                  loader_workers=self.suite.resources.loader_workers)
         self.log(f"  fine-tuned in {stats['seconds']:.0f}s, final loss {stats['loss']:.3f}")
         return model, stats
 
@@ -171,6 +174,21 @@ class Workspace:
         attack.load_state(state)
         return attack
 
+    def gallery(self, spec: PluginSpec, seed: int, key: str) -> None:
+        """Store a few evaluation images (spread over the split) and their triggered copies under ``key``:
+        what the leaderboard draws, so it never decodes a data set itself."""
+        from bench_core.plan import GALLERY_IMAGES
+
+        if self.cache.has(key):
+            return
+        images = self.data.evaluation.images
+        step = max(1, len(images) // GALLERY_IMAGES)
+        clean = images[list(range(0, len(images), step))[:GALLERY_IMAGES]]
+        attack = self.attack(spec, seed)
+        ctx = self.context(seed, attack.threat_model.reads - {"clean_model"})
+        triggered = attack.apply_trigger(clean, ctx, train=False).clamp(0, 1)
+        self.cache.save(key, {"clean": clean, "triggered": triggered}, {"attack": spec.label, "seed": seed})
+
     def attack_context(self, spec: PluginSpec, seed: int) -> RunContext:
         reads = self.attack(spec, seed).threat_model.reads
         return self.context(seed, reads, clean_model=self.clean_model() if "clean_model" in reads else None)
@@ -183,12 +201,16 @@ class Workspace:
         """The fine-tune pairs as the victim receives them (poisoned unless there is no attack)."""
         return self.data.finetune if attack is None else self.poisoning(attack, seed).pairs
 
-    def triggered(self, spec: PluginSpec, seed: int) -> torch.Tensor:
-        """Triggered copies of the evaluation images (all classes; metrics filter the target class)."""
-        def make() -> torch.Tensor:
-            images = self.data.evaluation.images
-            return self.attack(spec, seed).apply_trigger(images, self.attack_context(spec, seed),
-                                                         train=False).clamp(0, 1)
+    def triggered(self, spec: PluginSpec, seed: int) -> Images:
+        """Triggered copies of the evaluation images (all classes; metrics filter the target class).
+
+        In-memory images (the world) are triggered at once; a lazy column is triggered per batch as it is read,
+        so nothing the size of the test split is ever held (an attack that draws, say, patch locations from
+        its context generator then draws them per batch: deterministic, but not the whole-split draw)."""
+        def make() -> Images:
+            attack, ctx = self.attack(spec, seed), self.attack_context(spec, seed)
+            return map_images(self.data.evaluation.images,
+                              lambda images: attack.apply_trigger(images, ctx, train=False).clamp(0, 1))
         return self._triggered.get_or((spec.model_dump_json(), seed), make)
 
     # --- classifiers ----------------------------------------------------------------------------------------

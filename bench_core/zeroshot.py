@@ -83,8 +83,12 @@ class ZeroShotClassifier:
         return self.output_map(out) if self.output_map is not None else out
 
 
-@torch.no_grad()
-def batched_logits(classifier: Classifier, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Run ``classifier.logits`` in batches; returns CPU logits."""
-    out = [classifier.logits(images[i:i + batch_size]).float().cpu() for i in range(0, len(images), batch_size)]
+@torch.inference_mode()
+def batched_logits(classifier: Classifier, images, batch_size: int = 512, loader_workers: int = 0) -> torch.Tensor:
+    """Run ``classifier.logits`` in batches; returns CPU logits. ``images``: a tensor or a lazy image column,
+    decoded in ``loader_workers`` DataLoader processes (0: in this process)."""
+    from bench_core.data.images import batches
+
+    rows = [list(range(i, min(i + batch_size, len(images)))) for i in range(0, len(images), batch_size)]
+    out = [classifier.logits(x).float().cpu() for x in batches(images, rows, workers=loader_workers)]
     return torch.cat(out) if out else torch.empty(0, len(classifier.class_weights))

@@ -82,7 +82,7 @@ def test_lc_poisoned_images_are_pgd_plus_patch_and_test_trigger_is_the_patch_onl
     result = attack.poison(pairs, ctx)
     outside = torch.ones_like(pairs.images[0], dtype=torch.bool)
     outside[:, -s:, -s:] = False
-    delta = (result.pairs.images - pairs.images)[result.poisoned]
+    delta = (result.pairs.images[:] - pairs.images)[result.poisoned]
     assert delta[:, outside].abs().max() <= eps + 1e-6
     assert torch.equal(result.pairs.images[result.poisoned][:, :, -s:, -s:],
                        attack.state["patch"].expand(len(result.poisoned), -1, -1, -1))

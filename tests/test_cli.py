@@ -77,3 +77,19 @@ def test_run_writes_the_leaderboard_in_the_same_process(capsys, tmp_path):
     assert sorted(p.rsplit("/", 1)[-1] for p in out.split()) == [
         "README.md", "defenses.md", "detectors.md", "probes.md", "runs.md"]
     assert "blended ASR / CACC" in (tmp_path / "lb" / "defenses.md").read_text()
+
+
+def test_gpucheck_dry_run_on_the_cpu(capsys):
+    from bench_core.gpucheck import main as gpucheck
+
+    assert gpucheck(["--suite", "quick", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "device: cpu" in out and "peak GPU memory: n/a" in out
+    assert out.count("images/s") == 1 + 3 + 3  # pretraining, three fine-tunes, three no-defense eval cells
+
+
+def test_gpu_check_suite_is_the_paper_shape():
+    from bench_core.suite import load_suite
+
+    suite = load_suite("gpu_check")
+    assert suite.model.arch == "ViT-B-32" and suite.data.image_size == 224 and suite.device == "cuda"

@@ -32,10 +32,10 @@ def test_a_diverging_fine_tune_stores_errors_never_ok():
     assert counts["failed"] == len(runner.all_cells()) == len(records) and counts["computed"] == 0
     assert all(r.status == "error" and not r.metrics for r in records.values())
     assert all("TrainingDiverged" in r.error and "at step" in r.error for r in records.values())
-    # nothing the diverged runs made was cached: only the clean model and the attack states
+    # nothing the diverged runs made was cached: only the clean model, the attack states and their galleries
     kinds = {u.key: u.kind for u in runner.plan.units}
     cached = {p.stem for p in runner.cache.root.rglob("*.safetensors")}
-    assert {kinds[k] for k in cached} <= {"pretrain", "attack"}
+    assert {kinds[k] for k in cached} <= {"pretrain", "attack", "gallery"}
 
 
 class _NanMetrics(InferenceDefense):

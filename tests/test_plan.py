@@ -29,7 +29,7 @@ def test_units_come_after_their_dependencies_and_round_trip_as_json():
         seen.add(unit.id)
     assert type(plan).model_validate_json(plan.model_dump_json()) == plan
     kinds = {u.kind for u in plan.units}
-    assert kinds == {"pretrain", "attack", "finetune", "post_train", "eval", "detector", "probe"}
+    assert kinds == {"pretrain", "attack", "gallery", "finetune", "post_train", "eval", "detector", "probe"}
     # lineage: a cell's model unit descends from its attack unit, which descends from pretraining
     by_id = {u.id: u for u in plan.units}
     cell = next(u for u in plan.units if u.kind == "eval" and u.cell.pipeline == ("cleanclip", "decomp_rep"))

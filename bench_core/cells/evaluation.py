@@ -16,11 +16,11 @@ def compute(cell: Cell, ws) -> CellResult:
     attack, pipeline = cell.attack_spec, cell.defense_specs
     clf = ws.classifier(cell.seed, attack, pipeline)
     ev = ws.data.evaluation
-    bs = ws.suite.evaluation.batch_size
+    bs, workers = ws.suite.evaluation.batch_size, ws.suite.resources.loader_workers
     started = time.perf_counter()
-    clean_logits = batched_logits(clf, ev.images, bs)
+    clean_logits = batched_logits(clf, ev.images, bs, workers)
     seconds = time.perf_counter() - started
-    trig_logits = batched_logits(clf, ws.triggered(attack, cell.seed), bs) if attack else None
+    trig_logits = batched_logits(clf, ws.triggered(attack, cell.seed), bs, workers) if attack else None
     metrics = classification_metrics(clean_logits, ev.labels, trig_logits, ev.labels,
                                      attack.target_class if attack else None)
     if attack is not None:
@@ -31,7 +31,7 @@ def compute(cell: Cell, ws) -> CellResult:
                "oracle": any(d.oracle for d in pipeline)}
     if attack is None and not pipeline:
         base = ZeroShotClassifier.build(ws.clean_model(), ws.data.classnames, ws.data.templates)
-        metrics["cacc_pretrained"] = classification_metrics(batched_logits(base, ev.images, bs), ev.labels,
+        metrics["cacc_pretrained"] = classification_metrics(batched_logits(base, ev.images, bs, workers), ev.labels,
                                                             None, None, None)["cacc"]
     passes = 1.0
     for d in pipeline:

@@ -1,7 +1,9 @@
-"""The data a suite runs on, as tensors: pretraining, fine-tune and held-out pairs, test and reference splits.
+"""The data a suite runs on: pretraining, fine-tune and held-out pairs, test and reference splits.
 
-The clean reference is a fixed, class-stratified 20% of the labelled test split (the paper's validation
-data); evaluation uses the remaining 80%, so no defense ever calibrates on the images it is scored on.
+The generated world is held in memory as tensors; real data sets are lazy image columns
+(:mod:`bench_core.data.images`) decoded per batch. The clean reference is a fixed, class-stratified 20% of the
+labelled test split (the paper's validation data), handed to defenses as a tensor; evaluation uses the
+remaining 80% (lazy for real data), so no defense ever calibrates on the images it is scored on.
 """
 
 from __future__ import annotations
@@ -14,14 +16,22 @@ from typing import Callable
 import torch
 
 from bench_core.data import world
+from bench_core.data.images import Images, subset
 from bench_core.data.loaders import load_labelled, load_pairs
 from bench_core.interfaces import PairSet
 
 
 @dataclass(frozen=True)
 class TestSplit:
-    images: torch.Tensor
+    images: Images
     labels: torch.Tensor
+
+
+def clip_imagenet_templates() -> tuple[str, ...]:
+    """CLIP's 80 ImageNet prompt templates (Radford et al. 2021), as open_clip ships them."""
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    return tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
 
 
 def stratified_reference_mask(labels: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -49,7 +59,10 @@ class DataBundle:
 
     @property
     def templates(self) -> tuple[str, ...]:
-        return world.CLASS_PROMPT_TEMPLATES
+        """Zero-shot prompt templates: the world's own, else the suite's, else CLIP's 80 ImageNet templates."""
+        if self.spec.kind == "world":
+            return world.CLASS_PROMPT_TEMPLATES
+        return tuple(self.spec.templates) if self.spec.templates else clip_imagenet_templates()
 
     def caption_writer(self) -> Callable[[int, dict | None, random.Random], str]:
         """Captions naming a class, as diverse as the data set's own captions.
@@ -61,11 +74,12 @@ class DataBundle:
         attributes: a class prompt template is used.
         """
         classnames = self.classnames
+        templates = self.templates
         from_image = self.spec.kind == "world" and self.spec.caption_attributes == "image"
 
         def write(cls: int, attrs: dict | None, rng: random.Random) -> str:
             if self.spec.kind != "world":
-                return rng.choice(world.CLASS_PROMPT_TEMPLATES).format(classnames[cls]).rstrip(".")
+                return rng.choice(templates).format(classnames[cls]).rstrip(".")
             if not (from_image and attrs is not None):
                 attrs = world.random_attributes(rng)
             return world.caption_for(attrs, rng, shape=classnames[cls])
@@ -131,6 +145,8 @@ class DataBundle:
 
     @cached_property
     def evaluation(self) -> TestSplit:
-        """The 80% of the test split that metrics are computed on."""
+        """The 80% of the test split that metrics are computed on (lazy for real data)."""
         keep = ~self._reference_mask
-        return TestSplit(self._test.images[keep], self._test.labels[keep])
+        images = self._test.images
+        images = images[keep] if isinstance(images, torch.Tensor) else subset(images, keep.nonzero().flatten())
+        return TestSplit(images, self._test.labels[keep])

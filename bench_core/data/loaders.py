@@ -1,7 +1,9 @@
 """Real data sets through Hugging Face ``datasets``: a hub name when online, a local folder or parquet offline.
 
-Each loader returns tensors in [0, 1] resized to the model's image size, so real and generated data look the
-same to plugins. Hub sources used by the paper preset: CC3M (``pixparse/cc3m-wds``) for fine-tune pairs,
+Each loader returns a lazy image column (:class:`bench_core.data.images.EncodedImages`): the images stay
+encoded in the memory-mapped Arrow table and are decoded, resized to the model's image size and centre-cropped
+per batch, so memory is bounded by the batch, not by the number of pairs. To plugins a column looks like the
+(N, 3, S, S) tensor in [0, 1] it stands for. Hub sources used by the paper preset: CC3M (``pixparse/cc3m-wds``) for fine-tune pairs,
 ImageNet-1K validation, Caltech-101, Oxford Pets and CIFAR-10 for zero-shot evaluation. Scikit-learn's bundled
 digits are a real labelled set that needs no download at all.
 """
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench_core.data.images import EncodedImages
 from bench_core.errors import BenchError
 
 IMAGE_COLUMNS = ("image", "img", "jpg", "png", "webp")
@@ -53,12 +56,9 @@ def open_source(spec: SourceSpec) -> datasets.Dataset:
                          f"a folder (imagefolder layout or parquet files) or a .parquet file")
     elif spec.source.startswith((".", "/", "~")):
         raise BenchError(f"data source {spec.source!r} does not exist")
-    else:
-        if spec.limit:
-            stream = datasets.load_dataset(spec.source, split=spec.split, streaming=True)
-            ds = datasets.Dataset.from_list(list(stream.take(spec.limit)), features=stream.features)
-        else:
-            ds = datasets.load_dataset(spec.source, split=spec.split)
+    else:  # the hub: Arrow shards on disk, memory-mapped; the first ``limit`` rows by split slicing
+        split = f"{spec.split}[:{spec.limit}]" if spec.limit else spec.split
+        ds = datasets.load_dataset(spec.source, split=split)
     if spec.limit and len(ds) > spec.limit:
         ds = ds.select(range(spec.limit))
     return ds
@@ -92,8 +92,8 @@ def images_to_tensor(images: Sequence, image_size: int) -> torch.Tensor:
     return torch.stack(out).float().div_(255.0) if out else torch.empty(0, 3, image_size, image_size)
 
 
-def load_labelled(spec: SourceSpec, image_size: int) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
-    """(images, labels, classnames) of a labelled split (zero-shot evaluation)."""
+def load_labelled(spec: SourceSpec, image_size: int) -> tuple[EncodedImages, torch.Tensor, tuple[str, ...]]:
+    """(lazy images, labels, classnames) of a labelled split (zero-shot evaluation)."""
     ds = open_source(spec)
     image_col = _column(ds, spec.image_column, IMAGE_COLUMNS, "image")
     label_col = _column(ds, spec.label_column, LABEL_COLUMNS, "label")
@@ -103,15 +103,15 @@ def load_labelled(spec: SourceSpec, image_size: int) -> tuple[torch.Tensor, torc
         if not isinstance(feature, datasets.ClassLabel):
             raise BenchError(f"label column {label_col!r} has no class names; give classnames in the suite")
         classnames = tuple(n.replace("_", " ") for n in feature.names)
-    return images_to_tensor(ds[image_col], image_size), torch.tensor(ds[label_col]), tuple(classnames)
+    return EncodedImages(ds, image_col, image_size), torch.tensor(ds[label_col]), tuple(classnames)
 
 
-def load_pairs(spec: SourceSpec, image_size: int) -> tuple[torch.Tensor, list[str]]:
-    """(images, captions) of an image–caption split (fine-tune or CleanCLIP pairs)."""
+def load_pairs(spec: SourceSpec, image_size: int) -> tuple[EncodedImages, list[str]]:
+    """(lazy images, captions) of an image–caption split (fine-tune or CleanCLIP pairs)."""
     ds = open_source(spec)
     image_col = _column(ds, spec.image_column, IMAGE_COLUMNS, "image")
     caption_col = _column(ds, spec.caption_column, CAPTION_COLUMNS, "caption")
-    return images_to_tensor(ds[image_col], image_size), [str(c) for c in ds[caption_col]]
+    return EncodedImages(ds, image_col, image_size), [str(c) for c in ds.select_columns([caption_col])[caption_col]]
 
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

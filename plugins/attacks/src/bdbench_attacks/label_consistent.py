@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from bench_core import PairSet, PoisonResult, RunContext, ThreatModel
+from bench_core import OverlayImages, PairSet, PoisonResult, RunContext, ThreatModel
 from bench_core.models import ClipModel
 
 from bdbench_attacks.badnet import BadNet, BadNetConfig
@@ -75,8 +75,7 @@ class LabelConsistent(BadNet):
         adv, before, after = pgd_away_from_captions(model, pairs.images[index],
                                                     [pairs.captions[i] for i in index.tolist()],
                                                     c.eps, c.step_size, c.steps, c.batch_size)
-        images = pairs.images.clone()
-        images[index] = self.apply_trigger(adv, ctx, train=True)
+        images = OverlayImages(pairs.images, index, self.apply_trigger(adv, ctx, train=True))
         n_target = len(target_indices(pairs, self.target_class, ctx.classnames))
         stats = {"n_poison": float(len(index)), "n_target_pairs": float(n_target),
                  "target_class_fraction": len(index) / n_target,

@@ -24,7 +24,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field
 
-from bench_core import PairSet, PluginConfig, RunContext, ThreatModel, TrainDefense, TrainingPlan, ZeroShotClassifier
+from bench_core import (PairSet, PluginConfig, RunContext, ThreatModel, TrainDefense, TrainingPlan, ZeroShotClassifier,
+                        map_images)
 
 from bdbench_pdb.reserve import LabelSource, defender_labels, stratified_draw
 from bdbench_pdb.trigger import DefensiveTrigger, LabelShift
@@ -104,7 +105,7 @@ class PDB(TrainDefense):
         rng = ctx.rng(f"{self.name}:captions")
         captions = tuple(ctx.write_caption(int(h.h(int(y))), reserved.attrs[i] if reserved.attrs else None, rng)
                          for i, y in enumerate(labels.tolist()))
-        return PairSet(self.trigger()(reserved.images), captions, reserved.labels, reserved.attrs)
+        return PairSet(map_images(reserved.images, self.trigger()), captions, reserved.labels, reserved.attrs)
 
     def plan_training(self, pairs: PairSet, ctx: RunContext) -> TrainingPlan:
         """All fine-tune pairs (repeat 1) followed by the defensive pairs (repeat ``config.repeat``)."""
