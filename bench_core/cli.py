@@ -64,7 +64,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     rows = []
-    for kind in ("pretrain", "attack", "finetune", "post_train", "eval", "detector", "probe"):
+    for kind in ("pretrain", "attack", "gallery", "finetune", "post_train", "eval", "detector", "probe"):
         of_kind = [u for u in plan.units if u.kind == kind]
         if of_kind:
             rows.append([kind, len(of_kind), sum(u.id in todo for u in of_kind)])

@@ -10,7 +10,8 @@ outcomes; only the driver writes the results store.
   must be a path every node sees (``$BDBENCH_HOME``). ``pip install 'bench-core[ray]'``.
 
 Every executor runs the same function, :func:`bench_core.units.run_unit`, so the same suite gives identical
-stored metrics under each (at the same number of torch threads per unit: floating-point reductions depend on it).
+stored metrics under each at the same number of torch threads per unit (floating-point reductions depend on
+it): ``resources.torch_threads`` pins that number for every executor.
 """
 
 from __future__ import annotations
@@ -47,14 +48,23 @@ def cpu_count() -> int:
 class SerialExecutor:
     """Runs each unit in this process when it is submitted."""
 
-    def __init__(self, workspace):
+    def __init__(self, workspace, threads: int | None = None):
         self.ws = workspace
+        self.threads = threads
         self._done: list[tuple[Any, Outcome]] = []
 
     def submit(self, unit: Unit, deps: list[Any]) -> Any:
+        import torch
+
         from bench_core.units import run_unit
 
-        self._done.append((unit.id, run_unit(unit, self.ws)))
+        before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            self._done.append((unit.id, run_unit(unit, self.ws)))
+        finally:
+            torch.set_num_threads(before)
         return unit.id
 
     def wait(self, timeout: float) -> list[tuple[Any, Outcome]]:
@@ -85,7 +95,7 @@ def _run_in_worker(suite_json: str, unit_json: str) -> dict:
 class ProcessExecutor:
     """N spawned worker processes; each keeps its workspace (data, models) across the units it runs."""
 
-    def __init__(self, suite_json: str, home: str, jobs: int, cuda: bool, log):
+    def __init__(self, suite_json: str, home: str, jobs: int, cuda: bool, log, threads: int | None = None):
         ctx = multiprocessing.get_context("spawn")
         gpus = None
         if cuda:
@@ -96,10 +106,10 @@ class ProcessExecutor:
             gpus = ctx.Queue()
             for gpu in visible[:jobs]:
                 gpus.put(gpu)
-            threads = max(1, cpu_count() // jobs)
+            threads = threads or max(1, cpu_count() // jobs)
             log(f"processes: {jobs} workers, one per GPU ({', '.join(visible[:jobs])}), {threads} threads each")
         else:
-            threads = max(1, cpu_count() // jobs)
+            threads = threads or max(1, cpu_count() // jobs)
             log(f"processes: {jobs} workers on the CPU, {threads} torch thread(s) each ({cpu_count()} cores)")
         self.suite_json = suite_json
         self.pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
@@ -154,7 +164,7 @@ class RayExecutor:
     """Units as Ray tasks on a local Ray (``address`` None) or a cluster (``auto`` or ``HOST:PORT``)."""
 
     def __init__(self, suite_json: str, home: str, address: str | None, num_cpus: float, num_gpus: float,
-                 log, local_cpus: int | None = None):
+                 log, local_cpus: int | None = None, threads: int | None = None):
         try:
             import ray
         except ImportError:
@@ -172,7 +182,7 @@ class RayExecutor:
         else:
             self._owns = False
         self.task = ray.remote(_ray_task).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)
-        self.suite_json, self.home, self.threads = suite_json, home, max(1, int(num_cpus))
+        self.suite_json, self.home, self.threads = suite_json, home, threads or max(1, int(num_cpus))
         self._running: dict[Any, str] = {}
         log(f"ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs, {ray.cluster_resources().get('GPU', 0):.0f} "
             f"GPUs; {num_cpus:g} CPU / {num_gpus:g} GPU per unit")

@@ -79,17 +79,19 @@ class Runner:
 
     def _executor(self, workspace: Workspace):
         name = self.executor_name
+        threads = self.suite.resources.torch_threads
         if name == "serial":
-            return SerialExecutor(workspace)
+            return SerialExecutor(workspace, threads)
         suite_json = self.suite.model_dump_json()
         home = str(bdbench_home().resolve())
         cuda = self.device.type == "cuda"
         if name == "processes":
             jobs = self.jobs or (len(_gpus()) if cuda else cpu_count())
-            return ProcessExecutor(suite_json, home, jobs, cuda, self.log)
+            return ProcessExecutor(suite_json, home, jobs, cuda, self.log, threads)
         res = self.suite.resources
         gpus = res.gpus_per_unit if res.gpus_per_unit is not None else (1.0 if cuda else 0.0)
-        return RayExecutor(suite_json, home, self.address, res.cpus_per_unit, gpus, self.log, local_cpus=self.jobs)
+        return RayExecutor(suite_json, home, self.address, res.cpus_per_unit, gpus, self.log, local_cpus=self.jobs,
+                           threads=threads)
 
     def run(self) -> dict[str, int]:
         """Compute every pending cell; returns counts of cells computed, skipped (stored) and failed."""

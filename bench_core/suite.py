@@ -179,6 +179,10 @@ class Resources(BaseModel):
     cpus_per_unit: float = Field(1, gt=0)  # Ray num_cpus per unit; also the torch threads a Ray task uses
     gpus_per_unit: float | None = Field(None, ge=0)  # Ray num_gpus per unit; None: 1 when the suite's device is CUDA
     loader_workers: int = Field(0, ge=0)  # DataLoader processes decoding lazy (real-data) batches; 0: in-process
+    # torch threads per unit under every executor; None: the process's default (serial), cores // jobs
+    # (processes), cpus_per_unit (ray). Float reductions depend on it: pin it for bit-identical numbers across
+    # executors
+    torch_threads: int | None = Field(None, ge=1)
 
 
 class Suite(BaseModel):

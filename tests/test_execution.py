@@ -26,7 +26,9 @@ def _metrics(home: Path) -> dict[str, dict[str, float]]:
 
 def _quick_metrics_under(executor: str, home: Path, monkeypatch) -> dict[str, dict[str, float]]:
     monkeypatch.setenv("BDBENCH_HOME", str(home))
-    runner = Runner(load_suite("quick"), executor=executor, jobs=2)
+    suite = load_suite("quick")
+    suite = suite.model_copy(update={"resources": suite.resources.model_copy(update={"torch_threads": 1})})
+    runner = Runner(suite, executor=executor, jobs=2)
     counts = runner.run()
     assert counts == {"computed": len(runner.all_cells()), "skipped": 0, "failed": 0}
     return _metrics(home)
@@ -34,8 +36,9 @@ def _quick_metrics_under(executor: str, home: Path, monkeypatch) -> dict[str, di
 
 def test_serial_processes_and_ray_store_identical_metrics(tmp_path, monkeypatch):
     pytest.importorskip("ray")
-    serial = _quick_metrics_under("serial", tmp_path / "serial", monkeypatch)  # 1 thread (conftest)
-    processes = _quick_metrics_under("processes", tmp_path / "processes", monkeypatch)  # 2 workers x 1 thread
+    # every unit at one torch thread (resources.torch_threads): float reductions depend on the thread count
+    serial = _quick_metrics_under("serial", tmp_path / "serial", monkeypatch)
+    processes = _quick_metrics_under("processes", tmp_path / "processes", monkeypatch)  # 2 workers
     ray = _quick_metrics_under("ray", tmp_path / "ray", monkeypatch)  # local Ray, num_cpus=2, 1 CPU per unit
     assert len(serial) == len(Runner(load_suite("quick")).all_cells())
     assert processes == serial
@@ -43,7 +46,7 @@ def test_serial_processes_and_ray_store_identical_metrics(tmp_path, monkeypatch)
     records = ResultStore(tmp_path / "ray" / "results.sqlite").all()
     assert all(r.schema_version == 2 and r.spec["kind"] == ("eval" if not (r.detector or r.probe) else
                                                             "detector" if r.detector else "probe")
-               and r.env["torch"] and r.env["device"] == "cpu" for r in records)
+               and r.env["torch"] and r.env["device"] == "cpu" and r.env["threads"] == 1 for r in records)
 
 
 def _cli(home: Path, *args: str, crash: str | None = None) -> subprocess.CompletedProcess:
