@@ -99,7 +99,7 @@ class ProcessExecutor:
         ctx = multiprocessing.get_context("spawn")
         gpus = None
         if cuda:
-            visible = _visible_gpus()
+            visible = visible_gpus()
             if jobs > len(visible):
                 raise BenchError(f"--jobs {jobs} asks for more workers than the {len(visible)} visible GPU(s) "
                                  f"({', '.join(visible)}); allowed: 1..{len(visible)}")
@@ -139,7 +139,7 @@ class ProcessExecutor:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _visible_gpus() -> list[str]:
+def visible_gpus() -> list[str]:
     import torch
 
     env = os.environ.get("CUDA_VISIBLE_DEVICES")

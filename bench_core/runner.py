@@ -17,7 +17,7 @@ from typing import Callable
 
 from bench_core.cache import Cache, bdbench_home
 from bench_core.errors import BenchError
-from bench_core.executors import EXECUTORS, ProcessExecutor, RayExecutor, SerialExecutor, cpu_count
+from bench_core.executors import EXECUTORS, ProcessExecutor, RayExecutor, SerialExecutor, cpu_count, visible_gpus
 from bench_core.locks import UnitLocks
 from bench_core.models import pick_device
 from bench_core.plan import Cell, Plan, Unit, expand
@@ -86,7 +86,7 @@ class Runner:
         home = str(bdbench_home().resolve())
         cuda = self.device.type == "cuda"
         if name == "processes":
-            jobs = self.jobs or (len(_gpus()) if cuda else cpu_count())
+            jobs = self.jobs or (len(visible_gpus()) if cuda else cpu_count())
             return ProcessExecutor(suite_json, home, jobs, cuda, self.log, threads)
         res = self.suite.resources
         gpus = res.gpus_per_unit if res.gpus_per_unit is not None else (1.0 if cuda else 0.0)
@@ -102,11 +102,6 @@ class Runner:
         workspace = Workspace(self.suite, self.cache, self.log)
         _Drive(self, units, workspace, counts).run()
         return counts
-
-
-def _gpus() -> list[str]:
-    from bench_core.executors import _visible_gpus
-    return _visible_gpus()
 
 
 class _Drive:

@@ -44,70 +44,43 @@ def stratified_reference_mask(labels: torch.Tensor, fraction: float) -> torch.Te
 
 
 class DataBundle:
-    """Lazily built splits for one suite; each split is computed once per process."""
+    """A suite's data source: class names, zero-shot prompt templates, a caption writer and lazily opened
+    splits, each computed once per process. ``DataBundle(spec, image_size)`` returns the source for the spec's
+    kind — :class:`WorldSource` (the generated world, in memory) or :class:`RealSource` (``datasets`` sources,
+    lazy) — so nothing outside this module branches on the kind of data."""
+
+    def __new__(cls, data, image_size: int):
+        if cls is DataBundle:
+            cls = WorldSource if data.kind == "world" else RealSource
+        return super().__new__(cls)
 
     def __init__(self, data, image_size: int):
         self.spec = data
         self.image_size = image_size
 
-    # --- class names and caption writing ----------------------------------------------------------------
-    @cached_property
+    # --- what a source defines ----------------------------------------------------------------------------
+    @property
     def classnames(self) -> tuple[str, ...]:
-        if self.spec.kind == "world":
-            return world.CLASSES
-        return self._real_test[2]
+        raise NotImplementedError
 
     @property
     def templates(self) -> tuple[str, ...]:
-        """Zero-shot prompt templates: the world's own, else the suite's, else CLIP's 80 ImageNet templates."""
-        if self.spec.kind == "world":
-            return world.CLASS_PROMPT_TEMPLATES
-        return tuple(self.spec.templates) if self.spec.templates else clip_imagenet_templates()
+        raise NotImplementedError
 
     def caption_writer(self) -> Callable[[int, dict | None, random.Random], str]:
-        """Captions naming a class, as diverse as the data set's own captions.
+        """(class index, attributes of the image or None, rng) -> a caption naming that class."""
+        raise NotImplementedError
 
-        In the generated world the other attributes (colour, location, size, texture) are drawn at random by
-        default, not copied from the image: a poisoner writes target-class captions, it does not describe the
-        image it stamps (web-scale poisoning reuses real captions of the target class). ``WorldData.
-        caption_attributes = "image"`` copies the image's attributes instead. Real data sets have no
-        attributes: a class prompt template is used.
-        """
-        classnames = self.classnames
-        templates = self.templates
-        from_image = self.spec.kind == "world" and self.spec.caption_attributes == "image"
+    def _pairs(self, split: str) -> PairSet:
+        raise NotImplementedError
 
-        def write(cls: int, attrs: dict | None, rng: random.Random) -> str:
-            if self.spec.kind != "world":
-                return rng.choice(templates).format(classnames[cls]).rstrip(".")
-            if not (from_image and attrs is not None):
-                attrs = world.random_attributes(rng)
-            return world.caption_for(attrs, rng, shape=classnames[cls])
+    def _test(self) -> TestSplit:
+        raise NotImplementedError
 
-        return write
-
-    # --- splits -----------------------------------------------------------------------------------------
-    def _world_pairs(self, split: world.Split) -> PairSet:
-        ds = world.generate_split(self.spec, split)
-        attrs = tuple({"shape": world.CLASSES[l], "color": c, "location": loc, "size": s, "texture": t}
-                      for l, c, loc, s, t in zip(ds["label"], ds["color"], ds["location"], ds["size"], ds["texture"]))
-        return PairSet(world.to_tensor(ds), tuple(ds["caption"]), torch.tensor(ds["label"]), attrs)
-
+    # --- splits -------------------------------------------------------------------------------------------
     @cached_property
     def pretrain(self) -> PairSet:
-        if self.spec.kind != "world":
-            raise RuntimeError("real-data suites start from pretrained weights; there is no pretraining split")
-        return self._world_pairs("pretrain")
-
-    def _pairs(self, split: world.Split) -> PairSet:
-        """A pair split: generated in the world, else loaded from the suite's source of that name."""
-        if self.spec.kind == "world":
-            return self._world_pairs(split)
-        source = getattr(self.spec, split)
-        if source is None:
-            raise RuntimeError(f"this real-data suite names no {split} split")
-        images, captions = load_pairs(source, self.image_size)
-        return PairSet(images, tuple(captions), torch.full((len(images),), -1))
+        return self._pairs("pretrain")
 
     @cached_property
     def finetune(self) -> PairSet:
@@ -123,30 +96,101 @@ class DataBundle:
         return self._pairs("retrieval")
 
     @cached_property
-    def _real_test(self):
-        return load_labelled(self.spec.test, self.image_size)
-
-    @cached_property
-    def _test(self) -> TestSplit:
-        if self.spec.kind == "world":
-            ds = world.generate_split(self.spec, "test")
-            return TestSplit(world.to_tensor(ds), torch.tensor(ds["label"]))
-        images, labels, _ = self._real_test
-        return TestSplit(images, labels)
+    def test(self) -> TestSplit:
+        return self._test()
 
     @cached_property
     def _reference_mask(self) -> torch.Tensor:
-        return stratified_reference_mask(self._test.labels, self.spec.reference_fraction)
+        return stratified_reference_mask(self.test.labels, self.spec.reference_fraction)
 
     @cached_property
     def reference(self) -> torch.Tensor:
-        """Clean reference images (no labels are handed to defenses)."""
-        return self._test.images[self._reference_mask]
+        """Clean reference images (no labels are handed to defenses), decoded: defenses receive a tensor."""
+        return self.test.images[self._reference_mask]
 
     @cached_property
     def evaluation(self) -> TestSplit:
         """The 80% of the test split that metrics are computed on (lazy for real data)."""
         keep = ~self._reference_mask
-        images = self._test.images
+        images = self.test.images
         images = images[keep] if isinstance(images, torch.Tensor) else subset(images, keep.nonzero().flatten())
-        return TestSplit(images, self._test.labels[keep])
+        return TestSplit(images, self.test.labels[keep])
+
+
+class WorldSource(DataBundle):
+    """The generated world: every split generated deterministically and held as tensors."""
+
+    @property
+    def classnames(self) -> tuple[str, ...]:
+        return world.CLASSES
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        return world.CLASS_PROMPT_TEMPLATES
+
+    def caption_writer(self) -> Callable[[int, dict | None, random.Random], str]:
+        """Captions naming a class, as diverse as the world's own captions.
+
+        The other attributes (colour, location, size, texture) are drawn at random by default, not copied from
+        the image: a poisoner writes target-class captions, it does not describe the image it stamps (web-scale
+        poisoning reuses real captions of the target class). ``WorldData.caption_attributes = "image"`` copies
+        the image's attributes instead.
+        """
+        classnames = self.classnames
+        from_image = self.spec.caption_attributes == "image"
+
+        def write(cls: int, attrs: dict | None, rng: random.Random) -> str:
+            if not (from_image and attrs is not None):
+                attrs = world.random_attributes(rng)
+            return world.caption_for(attrs, rng, shape=classnames[cls])
+
+        return write
+
+    def _pairs(self, split: str) -> PairSet:
+        ds = world.generate_split(self.spec, split)
+        attrs = tuple({"shape": world.CLASSES[l], "color": c, "location": loc, "size": s, "texture": t}
+                      for l, c, loc, s, t in zip(ds["label"], ds["color"], ds["location"], ds["size"], ds["texture"]))
+        return PairSet(world.to_tensor(ds), tuple(ds["caption"]), torch.tensor(ds["label"]), attrs)
+
+    def _test(self) -> TestSplit:
+        ds = world.generate_split(self.spec, "test")
+        return TestSplit(world.to_tensor(ds), torch.tensor(ds["label"]))
+
+
+class RealSource(DataBundle):
+    """``datasets`` sources (hub names, local folders, parquet): images stay encoded, decoded per batch."""
+
+    @cached_property
+    def _labelled(self):
+        return load_labelled(self.spec.test, self.image_size)
+
+    @property
+    def classnames(self) -> tuple[str, ...]:
+        return self._labelled[2]
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        """The suite's templates, else CLIP's 80 ImageNet templates."""
+        return tuple(self.spec.templates) if self.spec.templates else clip_imagenet_templates()
+
+    def caption_writer(self) -> Callable[[int, dict | None, random.Random], str]:
+        """Real data sets have no attributes: a class prompt template, without its final full stop."""
+        classnames, templates = self.classnames, self.templates
+
+        def write(cls: int, attrs: dict | None, rng: random.Random) -> str:
+            return rng.choice(templates).format(classnames[cls]).rstrip(".")
+
+        return write
+
+    def _pairs(self, split: str) -> PairSet:
+        if split == "pretrain":
+            raise RuntimeError("real-data suites start from pretrained weights; there is no pretraining split")
+        source = getattr(self.spec, split)
+        if source is None:
+            raise RuntimeError(f"this real-data suite names no {split} split")
+        images, captions = load_pairs(source, self.image_size)
+        return PairSet(images, tuple(captions), torch.full((len(images),), -1))
+
+    def _test(self) -> TestSplit:
+        images, labels, _ = self._labelled
+        return TestSplit(images, labels)
