@@ -114,16 +114,11 @@ class EncodedImages(ImageColumn):
         return images_to_tensor(self._ds[rows][self._column] if rows else [], self._size)
 
 
-class OverlayImages(ImageColumn):
-    """``base`` with the rows of ``index`` replaced by ``replacement`` (held in memory; the base is not)."""
+class _Derived(ImageColumn):
+    """A column computed from another (``base``): the same length and image size unless it says otherwise."""
 
-    def __init__(self, base: Images, index: torch.Tensor, replacement: torch.Tensor):
-        if len(index) != len(replacement):
-            raise ValueError(f"{len(index)} rows to replace but {len(replacement)} replacement images")
+    def __init__(self, base: Images):
         self.base = base
-        self.index = index.long().cpu()
-        self.replacement = replacement.detach().cpu()
-        self._slot = {int(r): k for k, r in enumerate(self.index.tolist())}
 
     def __len__(self) -> int:
         return len(self.base)
@@ -131,6 +126,18 @@ class OverlayImages(ImageColumn):
     @property
     def image_size(self) -> int:
         return int(self.base.shape[-1])
+
+
+class OverlayImages(_Derived):
+    """``base`` with the rows of ``index`` replaced by ``replacement`` (held in memory; the base is not)."""
+
+    def __init__(self, base: Images, index: torch.Tensor, replacement: torch.Tensor):
+        if len(index) != len(replacement):
+            raise ValueError(f"{len(index)} rows to replace but {len(replacement)} replacement images")
+        super().__init__(base)
+        self.index = index.long().cpu()
+        self.replacement = replacement.detach().cpu()
+        self._slot = {int(r): k for k, r in enumerate(self.index.tolist())}
 
     def rows(self, rows: list[int]) -> torch.Tensor:
         out = take(self.base, rows).clone()
@@ -141,17 +148,13 @@ class OverlayImages(ImageColumn):
         return out
 
 
-class SubsetImages(ImageColumn):
+class SubsetImages(_Derived):
     def __init__(self, base: Images, index: torch.Tensor):
-        self.base = base
+        super().__init__(base)
         self.index = [int(i) for i in index.tolist()]
 
     def __len__(self) -> int:
         return len(self.index)
-
-    @property
-    def image_size(self) -> int:
-        return int(self.base.shape[-1])
 
     def rows(self, rows: list[int]) -> torch.Tensor:
         return take(self.base, [self.index[r] for r in rows])
@@ -181,18 +184,12 @@ class ConcatImages(ImageColumn):
         return out
 
 
-class MappedImages(ImageColumn):
+class MappedImages(_Derived):
     """``fn`` applied to each batch read from ``base`` (a deterministic, per-image transform)."""
 
     def __init__(self, base: Images, fn: Callable[[torch.Tensor], torch.Tensor]):
-        self.base, self.fn = base, fn
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    @property
-    def image_size(self) -> int:
-        return int(self.base.shape[-1])
+        super().__init__(base)
+        self.fn = fn
 
     def rows(self, rows: list[int]) -> torch.Tensor:
         return self.fn(take(self.base, rows))
