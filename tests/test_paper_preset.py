@@ -31,6 +31,7 @@ def test_the_paper_preset_runs_on_local_stand_ins(tmp_path):
     save_file({k: v.contiguous() for k, v in model.clip.state_dict().items()}, str(weights))
     raw = load_suite("paper").model_dump(mode="json", exclude_none=True)
     raw["model"]["pretrained"] = str(weights)
+    raw["pretrain"] = None  # exclude_none dropped it
     raw["data"].update(
         finetune={"source": str(write_world_parquet(tmp_path / "cc3m.parquet", 96, 224, seed=1))},
         test={"source": str(write_world_parquet(tmp_path / "imagenet.parquet", 100, 224, seed=2, labelled=True))},
