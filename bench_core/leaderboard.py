@@ -1,8 +1,8 @@
 """Leaderboard markdown, built from stored results only.
 
 The suite is expanded into its plan (:func:`bench_core.plan.expand`, the very cells a run computes), and each
-cell's row is read from the store by key, so every number traces to one stored run (``runs.md`` lists the keys). Missing cells print "—";
-failed cells print "error"; cells the suite's grid leaves out (an entry scoped to some attacks) print
+cell's row is read from the store by key, so every number traces to one stored run (``runs.md`` lists the
+keys). Missing cells print "—"; failed cells print "error"; cells the suite's grid leaves out (an entry scoped to some attacks) print
 "not run". Several seeds -> mean ± 95% t-interval; one seed -> the value alone.
 """
 

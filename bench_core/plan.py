@@ -234,11 +234,6 @@ class _Builder:
 
     def plan(self) -> Plan:
         s = self.suite
-        for attack in self.attacks:  # what the leaderboard shows of each trigger, drawn by the run
-            deps = self._attack(s.seeds[0], attack)
-            key = gallery_key(self.units[deps[0]].key, GALLERY_IMAGES)
-            self._add(Unit(id=f"gallery:{key[:12]}", kind="gallery", key=key, seed=s.seeds[0], attack=attack,
-                           deps=deps))
         for seed in s.seeds:
             for attack in [None, *self.attacks]:
                 name = attack.label if attack else NO_ATTACK
@@ -253,6 +248,11 @@ class _Builder:
                 for (spec, pipe), ref in zip(self.probes, s.probes):
                     if ref.runs_against(name):
                         self._cell("probe", seed, attack, pipe, (spec, *pipe), plugin=spec)
+        for attack in self.attacks:  # what the leaderboard shows of each trigger, drawn by the run
+            deps = self._attack(s.seeds[0], attack)
+            key = gallery_key(self.units[deps[0]].key, GALLERY_IMAGES)
+            self._add(Unit(id=f"gallery:{key[:12]}", kind="gallery", key=key, seed=s.seeds[0], attack=attack,
+                           deps=deps))
         return Plan(suite=s, config_hash=self.config_hash, units=tuple(self.units.values()), attacks=self.attacks,
                     pipelines=self.pipelines, detectors=self.detectors, probes=self.probes)
 

@@ -73,8 +73,8 @@ def _cell_record(cell: Cell, ws: Workspace) -> ResultRecord:
             values = {**result.metrics, **result.cost}
             raise ArithmeticError(f"not finite: {', '.join(f'{k}={values[k]}' for k in bad)}")
         crash_point("eval")
-        return cell_record(cell, ws.suite, ws.device, "ok", metrics=result.metrics, cost=result.cost, payload=result.payload,
-                           versions=result.versions)
+        return cell_record(cell, ws.suite, ws.device, "ok", metrics=result.metrics, cost=result.cost,
+                           payload=result.payload, versions=result.versions)
     except Exception as exc:  # one failing cell must not lose the others
         ws.log(f"  FAILED {cell.describe()}: {type(exc).__name__}: {exc}")
         return cell_record(cell, ws.suite, ws.device, "error", cost={"seconds": time.perf_counter() - started},

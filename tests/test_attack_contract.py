@@ -121,7 +121,8 @@ def test_poison_is_deterministic_under_the_seed(name, tiny_data, tiny_model):
 
     other_attack, other_ctx = prepared(name, tiny_data, tiny_model, seed=1)
     other = other_attack.poison(pairs, other_ctx)
-    assert not torch.equal(first.poisoned, other.poisoned) or not torch.equal(first.pairs.images[:], other.pairs.images[:])
+    assert (not torch.equal(first.poisoned, other.poisoned)
+            or not torch.equal(first.pairs.images[:], other.pairs.images[:]))
 
 
 @pytest.mark.parametrize("name", ATTACKS)

@@ -50,7 +50,9 @@ def attack_metrics(ws, attack: PluginSpec, seed: int) -> dict[str, float]:
            "attack_n_poison": float(len(poisoning.poisoned)),
            "attack_poison_fraction": len(poisoning.poisoned) / n_pairs}
     out.update({f"attack_{k}": float(v) for k, v in poisoning.stats.items()})
-    out.update({f"attack_{k.removeprefix('metric_')}": float(v) for k, v in ws.attack(attack, seed).state.items()
+    # sorted: a state loaded from the cache lists its tensors in another order than a freshly prepared one
+    state = sorted(ws.attack(attack, seed).state.items())
+    out.update({f"attack_{k.removeprefix('metric_')}": float(v) for k, v in state
                 if k.startswith("metric_") and v.ndim == 0})
     return out
 

@@ -3,9 +3,9 @@
 Each loader returns a lazy image column (:class:`bench_core.data.images.EncodedImages`): the images stay
 encoded in the memory-mapped Arrow table and are decoded, resized to the model's image size and centre-cropped
 per batch, so memory is bounded by the batch, not by the number of pairs. To plugins a column looks like the
-(N, 3, S, S) tensor in [0, 1] it stands for. Hub sources used by the paper preset: CC3M (``pixparse/cc3m-wds``) for fine-tune pairs,
-ImageNet-1K validation, Caltech-101, Oxford Pets and CIFAR-10 for zero-shot evaluation. Scikit-learn's bundled
-digits are a real labelled set that needs no download at all.
+(N, 3, S, S) tensor in [0, 1] it stands for. Hub sources used by the paper preset: CC3M (``pixparse/cc3m-wds``)
+for fine-tune pairs, ImageNet-1K validation, Caltech-101, Oxford Pets and CIFAR-10 for zero-shot evaluation.
+Scikit-learn's bundled digits are a real labelled set that needs no download at all.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Local parquet stand-ins for real data sets, drawn from the generated world at any image size.
 
-What a hub data set would be, offline: encoded images (JPEG, as CC3M and ImageNet) with captions (CC3M-like pairs) or with
+What a hub data set would be, offline: encoded images (JPEG, as CC3M and ImageNet) with captions (CC3M-like
+pairs) or with
 ``ClassLabel`` labels (ImageNet-like test splits), written as parquet that :mod:`bench_core.data.loaders` opens
 lazily. Tests, benchmarks and `make gpu-check` use them; anyone can try a real-data suite with them offline.
 """
