@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from bench_core import __version__ as CORE_VERSION
 from bench_core.cells import evaluate
 from bench_core.environment import environment
 from bench_core.faults import crash_point
 from bench_core.plan import Cell, Unit
-from bench_core import __version__ as CORE_VERSION
 from bench_core.store import ResultRecord
 from bench_core.suite import Suite
 from bench_core.workspace import Workspace
@@ -68,9 +68,9 @@ def _cell_record(cell: Cell, ws: Workspace) -> ResultRecord:
     try:
         torch.manual_seed(cell.seed)  # no cell may depend on what ran before it in this process
         result = evaluate(cell, ws)
-        bad = sorted(k for k, v in {**result.metrics, **result.cost}.items() if not math.isfinite(v))
+        values = {**result.metrics, **result.cost}
+        bad = sorted(k for k, v in values.items() if not math.isfinite(v))
         if bad:
-            values = {**result.metrics, **result.cost}
             raise ArithmeticError(f"not finite: {', '.join(f'{k}={values[k]}' for k in bad)}")
         crash_point("eval")
         return cell_record(cell, ws.suite, ws.device, "ok", metrics=result.metrics, cost=result.cost,

@@ -9,7 +9,7 @@ import torch
 from bench_core.cells.common import CellResult, versions
 from bench_core.metrics import classification_metrics, psnr, retrieval_metrics
 from bench_core.plan import Cell, PluginSpec
-from bench_core.zeroshot import Classifier, ZeroShotClassifier, batched_logits
+from bench_core.zeroshot import Classifier, batched_logits
 
 
 def compute(cell: Cell, ws) -> CellResult:
@@ -30,7 +30,7 @@ def compute(cell: Cell, ws) -> CellResult:
     payload = {"threat_models": {d.label: d.threat_model for d in pipeline},
                "oracle": any(d.oracle for d in pipeline)}
     if attack is None and not pipeline:
-        base = ZeroShotClassifier.build(ws.clean_model(), ws.data.classnames, ws.data.templates)
+        base = ws.zero_shot(ws.clean_model())
         metrics["cacc_pretrained"] = classification_metrics(batched_logits(base, ev.images, bs, workers), ev.labels,
                                                             None, None, None)["cacc"]
     passes = 1.0
