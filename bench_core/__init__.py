@@ -10,15 +10,15 @@ __version__ = "0.1.0"
 from bench_core.data.images import ImageColumn, Images, OverlayImages, map_images  # noqa: E402
 from bench_core.hookspecs import hookimpl  # noqa: E402
 from bench_core.interfaces import (  # noqa: E402
-    Attack, AttackConfig, AttackInfo, Defense, Detector, InferenceDefense, PairSet, Plugin, PluginConfig,
+    AdaptiveAttack, Attack, AttackConfig, AttackInfo, Defense, Detector, InferenceDefense, PairSet, Plugin, PluginConfig,
     PoisonResult, PostTrainDefense, Probe, ProbeData, ProbeResult, RunContext, ThreatModel, TrainDefense,
-    TrainingPlan,
+    TargetInfo, TrainingPlan,
 )
 from bench_core.numerics import Precision, autocast_numerics  # noqa: E402
 from bench_core.zeroshot import Classifier, ZeroShotClassifier  # noqa: E402
 
 __all__ = [
-    "__version__", "hookimpl", "Attack", "AttackConfig", "AttackInfo", "Defense", "Detector", "InferenceDefense",
+    "__version__", "hookimpl", "AdaptiveAttack", "TargetInfo", "Attack", "AttackConfig", "AttackInfo", "Defense", "Detector", "InferenceDefense",
     "PairSet", "Plugin", "PluginConfig", "PoisonResult", "PostTrainDefense", "Probe", "ProbeData", "ProbeResult",
     "RunContext", "ThreatModel", "TrainDefense", "TrainingPlan", "Classifier", "ZeroShotClassifier",
     "Precision", "autocast_numerics", "ImageColumn", "Images", "OverlayImages", "map_images",

@@ -1,4 +1,4 @@
-"""``bdbench`` command line: list, plan, run, results, leaderboard.
+"""``bdbench`` command line: list, plan, run, results, leaderboard, stress.
 
 User mistakes (unknown plugin, malformed suite, invalid config) print one line on stderr and exit 2.
 """
@@ -129,10 +129,32 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench_core.suite import load_suite
 
     suite = load_suite(args.suite)
-    written = write_leaderboard(suite, args.out)
+    pages = set(args.pages.split(",")) if args.pages else None
+    written = write_leaderboard(suite, args.out, pages=pages)
     for path in written:
         print(path)
     return 0
+
+
+def _cmd_stress(args: argparse.Namespace) -> int:
+    from bench_core.leaderboard import write_leaderboard
+    from bench_core.registry import default_registry
+    from bench_core.runner import Runner
+    from bench_core.stress import applicable_attacks, stress_suite
+    from bench_core.suite import load_suite
+
+    kind, name = ("defense", args.defense) if args.defense else ("detector", args.detector)
+    config = json.loads(args.config) if args.config else None
+    registry = default_registry()
+    suite = stress_suite(load_suite(args.suite), registry, kind, name, config)
+    print(f"stress-testing {kind} {name} with {', '.join(applicable_attacks(registry, kind, name))} on "
+          f"{args.suite}'s settings, seeds {suite.seeds}", file=sys.stderr)
+    runner = Runner(suite, executor=args.executor, jobs=args.jobs, address=args.address)
+    counts = runner.run()
+    out = args.out or f"leaderboards/stress/{name}"
+    for path in write_leaderboard(suite, out, store=runner.store, plan=runner.plan, pages={"adaptive"}, focus=name):
+        print(path)
+    return 1 if counts["failed"] else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("leaderboard", help="write leaderboard markdown from stored results")
     p.add_argument("--suite", required=True, help="shipped suite name or path to a YAML file")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--pages", default=None, help="comma-separated pages to write (e.g. adaptive); default: all")
     p.set_defaults(func=_cmd_leaderboard)
+    p = sub.add_parser("stress", help="run every adaptive attack for one defense or detector and write its "
+                                      "adaptive report")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--defense", help="a registered defense (built-in or third-party)")
+    target.add_argument("--detector", help="a registered detector (built-in or third-party)")
+    p.add_argument("--config", default=None, help="the plugin's config as JSON (default: the base suite's "
+                                                   "entry, else the plugin's defaults)")
+    p.add_argument("--suite", default="default", help="base suite: shared settings and seeds (default: default)")
+    p.add_argument("--out", default=None, help="output folder (default: leaderboards/stress/NAME)")
+    p.add_argument("--executor", default="serial", choices=["serial", "processes", "ray"])
+    p.add_argument("--jobs", type=int, default=None)
+    p.add_argument("--address", default=None)
+    p.set_defaults(func=_cmd_stress)
     return parser
 
 

@@ -85,6 +85,12 @@ def decompose(model: ClipModel, images: torch.Tensor,
     return _forward(model, images, overrides or {}, None)
 
 
+def decompose_differentiable(model: ClipModel, images: torch.Tensor) -> Decomposition:
+    """:func:`decompose` with autograd on: gradients flow from the terms to the model (and the images) — for a
+    training loss on the decomposition (e.g. an attacker's penalty on head contributions)."""
+    return _forward(model, images, {}, None)
+
+
 def _forward(model: ClipModel, images: torch.Tensor, overrides: dict[Component, torch.Tensor],
              sums: dict[Component, torch.Tensor] | None) -> Decomposition:
     """The pass behind :func:`decompose`; when ``sums`` is a dict, each component's output (all tokens, before

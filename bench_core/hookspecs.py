@@ -36,3 +36,19 @@ def bdbench_register_detectors() -> list[type[Detector]]:
 @hookspec
 def bdbench_register_probes() -> list[type[Probe]]:
     """Return the Probe classes this plugin provides (an empty list or None: none)."""
+
+
+# --- reports -------------------------------------------------------------------------------------------------
+
+@hookspec
+def bdbench_metric_info() -> list:
+    """Return :class:`bench_core.metrics.MetricInfo` for the metrics this plugin stores under its own names
+    (a probe's summary keys, an attack's statistics): unit, better direction and a one-line definition."""
+
+
+@hookspec
+def bdbench_report_sections(board) -> list:
+    """Return :class:`bench_core.report.Section` s built from ``board`` (a
+    :class:`bench_core.leaderboard.Board`: the suite's plan and its stored results; nothing else may be read)
+    — a page of its own (``page="adaptive"`` writes ``adaptive.md``) or a section of a core page
+    (``page="probes"``). An empty list or None when the suite holds nothing of the plugin's."""

@@ -90,6 +90,20 @@ class PairSet:
 
 
 @dataclass(frozen=True)
+class TargetInfo:
+    """What an adaptive attack is handed about one defense or detector it targets: identity, stage, the part
+    of its config the attack declared it knows (:attr:`AdaptiveAttack.known_fields`) and, for a white-box
+    attack (:attr:`AdaptiveAttack.target_access` = "white_box"), the plugin instance itself."""
+
+    kind: Literal["defense", "detector"]
+    name: str
+    label: str
+    stage: str | None  # defenses: train, post_train or inference; detectors: None
+    config: dict[str, Any]
+    plugin: "Plugin | None" = None
+
+
+@dataclass(frozen=True)
 class AttackInfo:
     """What an oracle-tagged plugin may know about the attack under evaluation."""
 
@@ -120,6 +134,7 @@ class RunContext:
     clean_reference: torch.Tensor | None = None  # clean images, 20% of the test split, no labels
     heldout: PairSet | None = None  # clean pairs disjoint from fine-tune and test data
     attack: AttackInfo | None = None  # oracle knowledge only
+    targets: tuple[TargetInfo, ...] = ()  # adaptive attacks only: what they know of the plugins they target
 
     DECLARABLE: ClassVar[frozenset[str]] = frozenset(
         {"clean_model", "finetune_pairs", "clean_reference", "heldout", "attack"})
@@ -177,14 +192,23 @@ class Plugin(ABC):
 
 # --- attacks ----------------------------------------------------------------------------------------------
 
+ExtraLoss = Callable[..., torch.Tensor]
+"""``(model, images, tokens, image_features, text_features, rows=...) -> scalar`` added to a fine-tune's
+contrastive loss; ``rows`` are the batch's indices into the training pairs (see
+:func:`bench_core.training.train_contrastive`)."""
+
+
 @dataclass(frozen=True)
 class PoisonResult:
-    """The poisoned training pairs, the indices (into them) that the attack changed, and statistics the
-    leaderboard reports (e.g. ``target_class_fraction`` for Label-Consistent)."""
+    """The poisoned training pairs, the indices (into them) that the attack poisoned, and statistics the
+    leaderboard reports (e.g. ``target_class_fraction`` for Label-Consistent). ``cover``: rows whose image the
+    attack changed but whose caption it kept (an adaptive attack's cover samples); every other row is
+    untouched."""
 
     pairs: PairSet
     poisoned: torch.Tensor
     stats: dict[str, float] = field(default_factory=dict)
+    cover: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
 
 
 class AttackConfig(PluginConfig):
@@ -227,6 +251,10 @@ class Attack(Plugin):
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         self.state = dict(state)
 
+    def caption_classes(self, ctx: RunContext) -> frozenset[int]:
+        """The classes the captions of poisoned pairs name (default: the target alone)."""
+        return frozenset({self.target_class})
+
     def select(self, pairs: PairSet, ctx: RunContext) -> torch.Tensor:
         """Indices to poison: by default a uniform random subset of ``n_poison`` pairs."""
         n = self.n_poison(len(pairs))
@@ -246,6 +274,62 @@ class Attack(Plugin):
     @abstractmethod
     def apply_trigger(self, images: torch.Tensor, ctx: RunContext, train: bool = False) -> torch.Tensor:
         """Triggered copies of ``images`` ((N, 3, H, W) in [0, 1]); ``train`` marks poisoning-time calls."""
+
+    # --- optional powers (adaptive attacks use them; a plain attack leaves the defaults) -------------------
+    contaminates: ClassVar[frozenset[str]] = frozenset()
+    """Context fields of the defender's trusted data this attack slips triggered samples into
+    (``clean_reference``, ``heldout``): the runner passes every defense or detector context field named here
+    through :meth:`contaminate` before the plugin sees it."""
+
+    def contaminate(self, field_name: str, value: Any, ctx: RunContext) -> Any:
+        """The defender's ``field_name`` data as this attack leaves it (default: untouched)."""
+        return value
+
+    def finetune_loss(self, poisoned: PoisonResult, ctx: RunContext) -> ExtraLoss | None:
+        """A term the attacker adds to the poisoned fine-tune's loss (an attacker who controls the training
+        code, e.g. Decomp evasion); None (default) for a data-only attacker. ``rows`` passed to it index the
+        training pairs, whose first ``len(poisoned.pairs)`` are ``poisoned.pairs`` (a train-stage defense may
+        append its own after them)."""
+        return None
+
+
+class AdaptiveAttack(Attack):
+    """An attack that knows the defenses or detectors it targets (Tramèr et al., 2020; Zimmermann et al., 2022).
+
+    A suite lists it with ``targets:`` (labels of the suite's defenses and detectors); it then runs against
+    those targets and without a defense, not against the whole grid. The runner hands it, in
+    ``ctx.targets``, each target's identity and the config fields it declared it knows (``known_fields``;
+    None = the whole config) and, when ``target_access`` is "white_box", the target plugin itself. Each
+    target's plugin id is part of the attack's cache key: a changed defense re-prepares the attack.
+    """
+
+    target_access: ClassVar[Literal["config", "white_box"]] = "config"
+    known_fields: ClassVar[frozenset[str] | None] = None
+    plain: ClassVar[str] = "none"
+    """The plain attack this one is compared with (a registry name; "none" for an availability attack)."""
+    defeats: ClassVar[str] = ""
+    """One line: what the attack does to its target (shown in the adaptive report)."""
+
+    @classmethod
+    def applies_to(cls, kind: str, name: str, stage: str | None, reads: frozenset[str]) -> bool:
+        """Whether this attack is a stress test for the plugin ``name`` of ``kind`` (defense / detector) at
+        ``stage`` that reads ``reads``; ``bdbench stress`` runs every attack for which this holds."""
+        return False
+
+    @classmethod
+    def target_info(cls, kind: Literal["defense", "detector"], name: str, label: str, stage: str | None,
+                    config: dict[str, Any], plugin: "Plugin | None" = None) -> TargetInfo:
+        """What this attack is handed about one target: the config fields it knows; the plugin itself only
+        when the attack is white-box."""
+        known = cls.known_fields
+        return TargetInfo(kind=kind, name=name, label=label, stage=stage,
+                          config={k: v for k, v in config.items() if known is None or k in known},
+                          plugin=plugin if cls.target_access == "white_box" else None)
+
+    @staticmethod
+    def family(name: str) -> str:
+        """A plugin name without its variant tag: ``pdb.oracle_reserve`` -> ``pdb``."""
+        return name.split(".")[0]
 
 
 # --- defenses ---------------------------------------------------------------------------------------------

@@ -32,6 +32,17 @@ def plugin_id(plugin: Identified) -> str:
     return f"{plugin.name}@{plugin.version}:{content_key('config', plugin.name, plugin.version, plugin.config)[:10]}"
 
 
+def attack_id(attack: Identified) -> str:
+    """An attack's identity in keys: its :func:`plugin_id`, plus the ids of the plugins it targets when it is
+    an adaptive attack (a changed target re-prepares the attack and re-runs everything downstream)."""
+    targets = getattr(attack, "targets", ())
+    return plugin_id(attack) + ("" if not targets else " -> " + ",".join(plugin_id(t) for t in targets))
+
+
+def _target_ids(attack: Identified) -> tuple[str, ...]:
+    return tuple(plugin_id(t) for t in getattr(attack, "targets", ()))
+
+
 def suite_config_hash(model, data, pretrain, finetune, evaluation) -> str:
     """Short hash of the settings every cell of a suite shares; part of every cell key."""
     shared = {"model": model, "data": data, "pretrain": pretrain, "finetune": finetune, "evaluation": evaluation}
@@ -47,7 +58,8 @@ def attack_state_key(attack: Identified | None, clean_key: str, seed: int) -> st
     """An attack's prepared state (trigger, encoder, patch) for one seed; ``none`` when there is no attack."""
     if attack is None:
         return NO_ATTACK
-    return content_key("attack_state", attack.name, attack.version, attack.config, (clean_key, str(seed)))
+    return content_key("attack_state", attack.name, attack.version, attack.config,
+                       (clean_key, str(seed), *_target_ids(attack)))
 
 
 def gallery_key(attack_key: str, n_images: int) -> str:
@@ -65,5 +77,5 @@ def model_key(finetune, seed: int, clean_key: str, attack_key: str, chain: Seque
 def cell_key(kind: str, config_hash: str, seed: int, attack: Identified | None, parts: Iterable[Identified]) -> str:
     """One result row: its kind, the suite's shared settings, the seed, the attack and the plugins it runs
     (an eval cell's defenses, a detector, a probe and its defenses)."""
-    upstream = (plugin_id(attack) if attack else NO_ATTACK, *(plugin_id(p) for p in parts))
+    upstream = (attack_id(attack) if attack else NO_ATTACK, *(plugin_id(p) for p in parts))
     return content_key("cell", kind, CORE_VERSION, {"suite": config_hash, "seed": seed}, upstream)

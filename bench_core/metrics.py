@@ -7,11 +7,12 @@ continuous, higher = more likely triggered. Rates are fractions in [0, 1]; the l
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
 from sklearn.metrics import roc_auc_score, roc_curve
 
 
@@ -166,3 +167,99 @@ def retrieval_metrics(image_embeddings: torch.Tensor, text_embeddings: torch.Ten
     sim = F.normalize(image_embeddings.float(), dim=-1) @ F.normalize(text_embeddings.float(), dim=-1).T
     return {"i2t_r1": recall_at_k(sim, 1), "i2t_r5": recall_at_k(sim, 5),
             "t2i_r1": recall_at_k(sim.T, 1), "t2i_r5": recall_at_k(sim.T, 5)}
+
+
+# --- metric metadata: the one place that says what a stored number means -----------------------------------
+
+class MetricInfo(BaseModel):
+    """What a stored metric is: its unit (how tables print it), which direction is better, and a one-line
+    definition. ``percent`` numbers are stored as fractions in [0, 1] and printed x100."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    unit: Literal["percent", "dB", "ms", "s", "count", "nats", "ratio", "loss", "value"]
+    direction: Literal["higher", "lower", "none"]
+    definition: str
+    label: str = ""  # short column header; default: the name
+
+    @property
+    def percent(self) -> bool:
+        return self.unit == "percent"
+
+    @property
+    def arrow(self) -> str:
+        return {"higher": "↑", "lower": "↓", "none": ""}[self.direction]
+
+    @property
+    def header(self) -> str:
+        """``ASR % ↓``: label, unit suffix and direction arrow."""
+        suffix = {"percent": " %", "dB": " dB", "ms": " ms", "s": " s"}.get(self.unit, "")
+        return f"{self.label or self.name}{suffix}{' ' + self.arrow if self.arrow else ''}"
+
+
+CORE_METRICS: tuple[MetricInfo, ...] = (
+    MetricInfo(name="cacc", unit="percent", direction="higher", label="CACC",
+               definition="zero-shot top-1 accuracy on clean test images"),
+    MetricInfo(name="cacc_pretrained", unit="percent", direction="higher", label="CACC (pretrained)",
+               definition="zero-shot top-1 accuracy of the clean pretrained model on clean test images"),
+    MetricInfo(name="asr", unit="percent", direction="lower", label="ASR",
+               definition="triggered test images whose true class is not the target, classified as the target"),
+    MetricInfo(name="asr_all_images", unit="percent", direction="lower", label="ASR (all images)",
+               definition="the paper's variant: every triggered test image, target class included"),
+    MetricInfo(name="ra", unit="percent", direction="higher", label="RA",
+               definition="triggered non-target test images classified as their true class"),
+    MetricInfo(name="ece", unit="percent", direction="lower", label="ECE",
+               definition="expected calibration error on clean test images (15 equal-width bins)"),
+    MetricInfo(name="nll", unit="nats", direction="lower", label="NLL",
+               definition="mean negative log-likelihood of the true class on clean test images"),
+    MetricInfo(name="auroc", unit="percent", direction="higher", label="AUROC",
+               definition="area under the ROC of detector scores, clean vs triggered non-target test images"),
+    MetricInfo(name="tpr_at_5fpr", unit="percent", direction="higher", label="TPR@5%FPR",
+               definition="share of triggered images flagged at the threshold that flags 5% of clean images"),
+    *(MetricInfo(name=f"{way}_r{k}", unit="percent", direction="higher", label=f"R@{k} {arrow}",
+                 definition=f"{what} recall@{k} on the retrieval split")
+      for way, arrow, what in (("i2t", "i→t", "image-to-text"), ("t2i", "t→i", "text-to-image")) for k in (1, 5)),
+    MetricInfo(name="ms_per_image", unit="ms", direction="lower", label="ms / image",
+               definition="wall-clock milliseconds per scored or evaluated image"),
+    MetricInfo(name="forward_passes_per_image", unit="count", direction="lower", label="fwd passes / image",
+               definition="model forward passes spent per scored image"),
+    MetricInfo(name="seconds", unit="s", direction="lower", label="seconds",
+               definition="wall-clock seconds of the cell"),
+    MetricInfo(name="attack_psnr_db", unit="dB", direction="higher", label="PSNR",
+               definition="peak signal-to-noise ratio of triggered vs clean test images"),
+    MetricInfo(name="attack_n_poison", unit="count", direction="none", label="poisoned pairs",
+               definition="fine-tune pairs whose caption names the target although the image is not of it"),
+    MetricInfo(name="attack_poison_fraction", unit="percent", direction="none", label="poisoned",
+               definition="share of the fine-tune pairs poisoned"),
+)
+
+
+class UnknownMetric(KeyError):
+    """A metric name no core table or plugin declared (:func:`metric_info`)."""
+
+
+def metric_catalogue() -> dict[str, MetricInfo]:
+    """Every declared metric by name: the core's and those plugins declare through the
+    ``bdbench_metric_info`` hook (a plugin may not redefine a core metric)."""
+    from bench_core.registry import default_plugin_manager
+
+    out = {m.name: m for m in CORE_METRICS}
+    for declared in default_plugin_manager().hook.bdbench_metric_info():
+        for m in declared or ():
+            if m.name in out and out[m.name] != m:
+                raise ValueError(f"metric {m.name!r} is declared twice with different metadata")
+            out[m.name] = m
+    return out
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The metadata of ``name``; an undeclared name is an error naming the closest declared ones."""
+    catalogue = metric_catalogue()
+    if name not in catalogue:
+        import difflib
+
+        near = difflib.get_close_matches(name, catalogue, n=3)
+        raise UnknownMetric(f"metric {name!r} is not declared (core metrics or a plugin's bdbench_metric_info)"
+                            + (f"; did you mean {', '.join(near)}?" if near else ""))
+    return catalogue[name]

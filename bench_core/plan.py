@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from bench_core.errors import BenchError
-from bench_core.interfaces import Plugin
+from bench_core.interfaces import AdaptiveAttack, Plugin
 from bench_core.keys import NO_ATTACK, attack_state_key, cell_key, clean_model_key, gallery_key, model_key
 from bench_core.registry import PluginRegistry
 from bench_core.suite import PluginRef, Suite
@@ -51,6 +51,12 @@ class PluginSpec(BaseModel):
     stage: str | None = None  # defenses: train, post_train or inference
     locality: str | None = None  # attacks: local or global
     target_class: int | None = None  # attacks
+    targets: tuple["PluginSpec", ...] = ()  # adaptive attacks: the defenses / detectors they know and attack
+    plain: str | None = None  # adaptive attacks: the registry name of the plain attack they are compared with
+
+    @property
+    def adaptive(self) -> bool:
+        return bool(self.targets)
 
     def instantiate(self) -> Plugin:
         """A fresh plugin instance with this spec's config, from the class the spec names."""
@@ -70,7 +76,7 @@ def _import(entry: str) -> type[Plugin]:
 
 
 def resolve(registry: PluginRegistry, kind: str, ref: PluginRef, label: str,
-            classnames: tuple[str, ...] | None = None) -> PluginSpec:
+            classnames: tuple[str, ...] | None = None, targets: tuple[PluginSpec, ...] = ()) -> PluginSpec:
     """Instantiate ``ref`` once (unknown names and bad configs fail here) and freeze what it is. An attack's
     ``target`` (a class name) becomes ``config.target_class``, its index in ``classnames``."""
     config = ref.config
@@ -78,13 +84,20 @@ def resolve(registry: PluginRegistry, kind: str, ref: PluginRef, label: str,
         config = {**config, "target_class": class_index(ref.target, classnames or (), f"attack {label}")}
     plugin = registry.create(kind, ref.name, config, ref.preset)
     cls = type(plugin)
+    adaptive = isinstance(plugin, AdaptiveAttack)
+    if adaptive and not targets:
+        raise BenchError(f"attack {label} is adaptive: list the defenses or detectors it attacks in its suite "
+                         f"entry (targets: [...])")
+    if targets and not adaptive:
+        raise BenchError(f"attack {label} is not adaptive ({cls.__name__} is no AdaptiveAttack): it takes no targets")
     entry = f"{cls.__module__}:{cls.__qualname__}"
     _LOCAL_CLASSES[entry] = cls
     return PluginSpec(kind=kind, name=plugin.name, version=plugin.version, label=label,
                       config=plugin.config.model_dump(mode="json"), entry=entry,
                       threat_model=plugin.threat_model.tag, oracle=plugin.threat_model.oracle,
                       stage=getattr(plugin, "stage", None), locality=getattr(plugin, "locality", None),
-                      target_class=plugin.target_class if kind == "attack" else None)
+                      target_class=plugin.target_class if kind == "attack" else None,
+                      targets=targets, plain=plugin.plain if adaptive else None)
 
 
 class Cell(BaseModel):
@@ -196,8 +209,6 @@ def expand(suite: Suite, registry: PluginRegistry, classnames: tuple[str, ...] |
     if classnames is None and any(a.target for a in suite.attacks):
         from bench_core.validate import check_data
         classnames = check_data(suite)
-    attacks = tuple(resolve(registry, "attack", ref, label, classnames)
-                    for ref, label in zip(suite.attacks, suite.attack_labels()))
     defense_labels = suite.defense_labels()
 
     def pipeline(refs: list[PluginRef]) -> tuple[PluginSpec, ...]:
@@ -210,7 +221,21 @@ def expand(suite: Suite, registry: PluginRegistry, classnames: tuple[str, ...] |
                       for ref, label in zip(suite.detectors, suite.detector_labels()))
     probes = tuple((resolve(registry, "probe", ref, label), pipeline(ref.pipeline))
                    for ref, label in zip(suite.probes, suite.probe_labels()))
+    targetable = {d.label: d for specs in [*pipelines, *(p for _, p in probes)] for d in specs}
+    targetable.update({d.label: d for d in detectors})
+    attacks = tuple(resolve(registry, "attack", ref, label, classnames,
+                            tuple(targetable[t] for t in ref.targets or ()))
+                    for ref, label in zip(suite.attacks, suite.attack_labels()))
     return _Builder(suite, attacks, pipelines, detectors, probes).plan()
+
+
+def _faces(attack: PluginSpec | None, specs: tuple[PluginSpec, ...]) -> bool:
+    """Whether ``attack`` runs against the pipeline or detector ``specs``: a plain attack against all of them,
+    an adaptive one against no defense and what contains one of its targets."""
+    if attack is None or not attack.adaptive:
+        return True
+    targeted = {t.label for t in attack.targets}
+    return not specs or any(s.label in targeted for s in specs)
 
 
 def _check_stage_order(specs: tuple[PluginSpec, ...]) -> None:
@@ -238,15 +263,15 @@ class _Builder:
             for attack in [None, *self.attacks]:
                 name = attack.label if attack else NO_ATTACK
                 for specs, ref in zip(self.pipelines, s.pipelines):
-                    if ref.runs_against(name):
+                    if ref.runs_against(name) and _faces(attack, specs):
                         self._cell("eval", seed, attack, specs, specs)
                 if attack is None:
                     continue
                 for spec, ref in zip(self.detectors, s.detectors):
-                    if ref.runs_against(name):
+                    if ref.runs_against(name) and _faces(attack, (spec,)):
                         self._cell("detector", seed, attack, (), (spec,), plugin=spec)
                 for (spec, pipe), ref in zip(self.probes, s.probes):
-                    if ref.runs_against(name):
+                    if ref.runs_against(name) and not (attack and attack.adaptive):
                         self._cell("probe", seed, attack, pipe, (spec, *pipe), plugin=spec)
         for attack in self.attacks:  # what the leaderboard shows of each trigger, drawn by the run
             deps = self._attack(s.seeds[0], attack)

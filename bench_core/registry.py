@@ -160,6 +160,13 @@ def _source_name(pm: pluggy.PluginManager, plugin: object) -> str:
 
 
 @lru_cache(maxsize=1)
+def default_plugin_manager() -> pluggy.PluginManager:
+    """The plugin manager of every installed plugin package (loaded once per process): the registration
+    hooks fill :func:`default_registry`; the report hooks (metric metadata, report sections) are called on it."""
+    return plugin_manager()
+
+
+@lru_cache(maxsize=1)
 def default_registry() -> PluginRegistry:
     """The registry of every installed plugin package (loaded once per process)."""
-    return build_registry(plugin_manager())
+    return build_registry(default_plugin_manager())

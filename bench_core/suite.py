@@ -49,6 +49,9 @@ class PluginRef(BaseModel):
     # attacks only: the target class by name ("banana"), resolved to config.target_class against the suite's
     # class list when the suite is planned (a name the list lacks is an error naming the closest)
     target: str | None = None
+    # adaptive attacks only: labels of the suite's defenses and detectors the attack knows and is run against
+    # (it then runs against those and without a defense, not against the whole grid)
+    targets: list[str] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -64,7 +67,8 @@ class PluginRef(BaseModel):
 
     def settings(self) -> tuple:
         """What distinguishes two entries of the same plugin: preset, config overrides and target."""
-        return (self.preset, stable_json(self.config), self.target)
+        return (self.preset, stable_json(self.config), self.target,
+                None if self.targets is None else tuple(self.targets))
 
 
 def entry_labels(refs: list[PluginRef]) -> dict[tuple, str]:
@@ -80,7 +84,8 @@ def entry_labels(refs: list[PluginRef]) -> dict[tuple, str]:
     labels: dict[tuple, str] = {}
     for name, group in by_name.items():
         views = [{**({"preset": r.preset} if r.preset else {}), **r.config,
-                  **({"target": r.target} if r.target else {})} for r in group]
+                  **({"target": r.target} if r.target else {}),
+                  **({"targets": "+".join(r.targets)} if r.targets else {})} for r in group]
         keys = sorted({k for v in views for k in v})
         differing = [k for k in keys if len({stable_json(v.get(k)) for v in views}) > 1]
         for ref, view in zip(group, views):
@@ -220,6 +225,8 @@ class Suite(BaseModel):
                       *(r for p in self.probes for r in p.pipeline)]:
             if entry.target is not None:
                 raise ValueError(f"{entry.name}: target names an attack's target class; only attacks take it")
+            if entry.targets is not None:
+                raise ValueError(f"{entry.name}: targets names what an adaptive attack knows; only attacks take it")
         names = self.attack_labels()
         if NO_ATTACK in names:
             raise ValueError("'none' is implicit (the clean model is always evaluated); remove it from attacks")
@@ -232,6 +239,16 @@ class Suite(BaseModel):
         for entry, label in [*zip(self.detectors, self.detector_labels()),
                              *((p, self.probe_label(p)) for p in self.probes)]:
             _known_attacks(label, entry.attacks, names)
+        targetable = [*dict.fromkeys([*self.defense_labels().values(), *self.detector_labels()])]
+        for attack, label in zip(self.attacks, names):
+            for target in attack.targets or []:
+                if target not in targetable:
+                    near = difflib.get_close_matches(target, targetable, n=1)
+                    hint = f"; did you mean {near[0]!r}?" if near else ""
+                    raise ValueError(f"attack {label}: targets lists {target!r}, which is not a defense or detector "
+                                     f"of this suite{hint} (allowed: {', '.join(targetable) or 'none'})")
+            if attack.targets is not None and not attack.targets:
+                raise ValueError(f"attack {label}: targets is empty; name the defenses or detectors it attacks")
         return self
 
     # --- labels (see entry_labels) ----------------------------------------------------------------------------

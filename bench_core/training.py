@@ -52,8 +52,9 @@ class TrainConfig(BaseModel):
     precision: Precision = "bf16"
 
 
-ExtraLoss = Callable[[ClipModel, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-"""(model, images, tokens, image_features, text_features) -> scalar added to the contrastive loss."""
+ExtraLoss = Callable[..., torch.Tensor]
+"""``(model, images, tokens, image_features, text_features, *, rows) -> scalar`` added to the contrastive loss;
+``rows`` (a (B,) long tensor) are the batch's indices into the training pairs."""
 
 
 def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
@@ -172,7 +173,7 @@ def train_contrastive(model: ClipModel, images: Images, captions: list[str], con
                     text_features = model.encode_text(t)
                     loss = clip_loss(image_features, text_features, model.logit_scale)
                     if extra_loss is not None:
-                        loss = loss + extra_loss(model, x, t, image_features, text_features)
+                        loss = loss + extra_loss(model, x, t, image_features, text_features, rows=batch)
                 last_loss = float(loss.detach())
                 if not math.isfinite(last_loss):
                     raise TrainingDiverged(f"{desc}: the loss is {last_loss} at step {step + 1} of {total} "

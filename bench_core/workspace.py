@@ -11,6 +11,7 @@ over a full grid keeps the models of the (seed, attack) at hand, not every model
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 import sys
 import time
 import weakref
@@ -23,7 +24,7 @@ import torch
 from bench_core.cache import Cache, state_dict_tensors
 from bench_core.data.bundle import DataBundle
 from bench_core.data.images import Images, map_images
-from bench_core.interfaces import Attack, AttackInfo, PoisonResult, RunContext
+from bench_core.interfaces import Attack, AttackInfo, PoisonResult, RunContext, TargetInfo
 from bench_core.keys import attack_state_key, clean_model_key, model_key
 from bench_core.models import ClipModel, build_model, pick_device
 from bench_core.plan import PluginSpec
@@ -70,8 +71,11 @@ class Workspace:
         return DataBundle(self.suite.data, self.suite.model.image_size)
 
     def context(self, seed: int, reads: frozenset[str], attack: PluginSpec | None = None,
-                clean_model: ClipModel | None = None) -> RunContext:
-        """A context holding only what ``reads`` declares (see :meth:`RunContext.restricted_to`)."""
+                clean_model: ClipModel | None = None, targets: tuple[TargetInfo, ...] = ()) -> RunContext:
+        """A context holding only what ``reads`` declares (see :meth:`RunContext.restricted_to`).
+
+        ``attack``: the attack a defense, detector or probe faces; fields of the defender's data that the attack
+        :attr:`~bench_core.interfaces.Attack.contaminates` come as the attack left them."""
         d = self.data
         full = RunContext(
             seed=seed, device=self.device, classnames=d.classnames, templates=d.templates,
@@ -81,8 +85,30 @@ class Workspace:
             clean_reference=d.reference if "clean_reference" in reads else None,
             heldout=d.heldout if "heldout" in reads else None,
             attack=(AttackInfo(attack.name, attack.locality, attack.target_class)
-                    if attack is not None and "attack" in reads else None))
-        return full.restricted_to(reads)
+                    if attack is not None and "attack" in reads else None),
+            targets=targets)
+        ctx = full.restricted_to(reads)
+        if attack is not None:
+            ctx = self._contaminated(ctx, attack, seed, reads)
+        return ctx
+
+    def _contaminated(self, ctx: RunContext, spec: PluginSpec, seed: int, reads: frozenset[str]) -> RunContext:
+        attack = self.attack(spec, seed)
+        fields = attack.contaminates & reads
+        if not fields:
+            return ctx
+        attack_ctx = self.attack_context(spec, seed)
+        return replace(ctx, **{f: attack.contaminate(f, getattr(ctx, f), attack_ctx) for f in sorted(fields)})
+
+    def targets(self, spec: PluginSpec) -> tuple[TargetInfo, ...]:
+        """What an adaptive attack is handed about its targets: the config fields it declared it knows, and
+        the target plugins themselves when it is white-box."""
+        if not spec.targets:
+            return ()
+        cls = type(spec.instantiate())
+        return tuple(cls.target_info(t.kind, t.name, t.label, t.stage, t.config,
+                                     t.instantiate() if cls.target_access == "white_box" else None)
+                     for t in spec.targets)
 
     # --- models ---------------------------------------------------------------------------------------------
     def _from_cache(self, key: str) -> ClipModel | None:
@@ -138,7 +164,10 @@ class Workspace:
 
     def _finetune(self, seed: int, attack: PluginSpec | None,
                   train_defense: PluginSpec | None) -> tuple[ClipModel, dict[str, float]]:
-        pairs, repeat = self.training_pairs(seed, attack), None
+        pairs, repeat, extra = self.training_pairs(seed, attack), None, None
+        if attack is not None:
+            extra = self.attack(attack, seed).finetune_loss(self.poisoning(attack, seed),
+                                                            self.attack_context(attack, seed))
         if train_defense is not None:
             defense = train_defense.instantiate()
             plan = defense.plan_training(pairs, self.context(seed, defense.threat_model.reads, attack))
@@ -149,7 +178,7 @@ class Workspace:
         model = copy.deepcopy(base)
         torch.manual_seed(seed)
         stats = train_contrastive(model, pairs.images, list(pairs.captions), self.suite.finetune,
-                                  seed=seed, desc=f"finetune {what}", repeat=repeat,
+                                  seed=seed, desc=f"finetune {what}", repeat=repeat, extra_loss=extra,
                                   loader_workers=self.suite.resources.loader_workers)
         self.log(f"  fine-tuned in {stats['seconds']:.0f}s, final loss {stats['loss']:.3f}")
         return model, stats
@@ -167,7 +196,7 @@ class Workspace:
             reads = attack.threat_model.reads
             clean = self.clean_model() if "clean_model" in reads else None
             started = time.perf_counter()
-            state = attack.prepare(self.context(seed, reads, clean_model=clean))
+            state = attack.prepare(self.context(seed, reads, clean_model=clean, targets=self.targets(spec)))
             self.cache.save(key, state, {"seconds": time.perf_counter() - started})
         else:
             state = hit[0]
@@ -185,13 +214,14 @@ class Workspace:
         step = max(1, len(images) // GALLERY_IMAGES)
         clean = images[list(range(0, len(images), step))[:GALLERY_IMAGES]]
         attack = self.attack(spec, seed)
-        ctx = self.context(seed, attack.threat_model.reads - {"clean_model"})
+        ctx = self.context(seed, attack.threat_model.reads - {"clean_model"}, targets=self.targets(spec))
         triggered = attack.apply_trigger(clean, ctx, train=False).clamp(0, 1)
         self.cache.save(key, {"clean": clean, "triggered": triggered}, {"attack": spec.label, "seed": seed})
 
     def attack_context(self, spec: PluginSpec, seed: int) -> RunContext:
         reads = self.attack(spec, seed).threat_model.reads
-        return self.context(seed, reads, clean_model=self.clean_model() if "clean_model" in reads else None)
+        return self.context(seed, reads, clean_model=self.clean_model() if "clean_model" in reads else None,
+                            targets=self.targets(spec))
 
     def poisoning(self, spec: PluginSpec, seed: int) -> PoisonResult:
         return self._poisonings.get_or((spec.model_dump_json(), seed), lambda: self.attack(spec, seed).poison(

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "examples" / "bdbench_example_defense"
 NAME = "example_median_filter"
 DIST = "bdbench-example-defense"
+ADAPTIVE_EXAMPLE = ROOT / "docs" / "examples" / "bdbench_example_adaptive"
 
 SUITE = f"""\
 name: docs_example
@@ -42,29 +43,38 @@ evaluation: {{detector_samples: 20, probe_samples: 20, batch_size: 64}}
 """
 
 
-def _installed_from_here() -> bool:
+def _installed_from_here(package: str = "bdbench_example_defense", path: Path = EXAMPLE) -> bool:
     """True when a fresh interpreter imports the example package from this checkout."""
     probe = subprocess.run(  # find_spec locates the package without importing it (and torch with it)
-        [sys.executable, "-c", "import importlib.util as u; print(u.find_spec('bdbench_example_defense').origin)"],
+        [sys.executable, "-c", f"import importlib.util as u; print(u.find_spec('{package}').origin)"],
         capture_output=True, text=True)
-    return probe.returncode == 0 and Path(probe.stdout.strip()).resolve().is_relative_to(EXAMPLE.resolve())
+    return probe.returncode == 0 and Path(probe.stdout.strip()).resolve().is_relative_to(path.resolve())
+
+
+def _install(package: str, path: Path) -> None:
+    if not _installed_from_here(package, path):
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+             "-e", str(path)],
+            capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"offline install of {path.name} failed:\n{done.stdout}\n{done.stderr}"
+        assert _installed_from_here(package, path), f"installed, but a fresh interpreter cannot import {package}"
+    # This process read its .pth files at start-up: make the package importable here too, so any later test
+    # in this session that loads the entry points can import the newly registered plugin module.
+    src = str(path / "src")
+    if src not in sys.path:
+        sys.path.append(src)
+        importlib.invalidate_caches()
 
 
 @pytest.fixture(scope="module")
 def example_installed() -> None:
-    if not _installed_from_here():
-        done = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-             "-e", str(EXAMPLE)],
-            capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"offline install of the example failed:\n{done.stdout}\n{done.stderr}"
-        assert _installed_from_here(), "installed, but a fresh interpreter cannot import bdbench_example_defense"
-    # This process read its .pth files at start-up: make the package importable here too, so any later test
-    # in this session that loads the entry points can import the newly registered plugin module.
-    src = str(EXAMPLE / "src")
-    if src not in sys.path:
-        sys.path.append(src)
-        importlib.invalidate_caches()
+    _install("bdbench_example_defense", EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def adaptive_example_installed(example_installed) -> None:
+    _install("bdbench_example_adaptive", ADAPTIVE_EXAMPLE)
 
 
 def _bdbench(*args: str, home: Path, timeout: int = 240) -> subprocess.CompletedProcess:
@@ -142,3 +152,22 @@ def test_wrap_filters_before_an_earlier_input_transform(example_installed):
     assert float(out[0, 0, 0, 0]) == 2.0 and float(out[0, 0, 1, 1]) == 0.0
     with pytest.raises(ValueError, match="odd"):
         MedianFilter({"kernel_size": 4})
+
+
+def test_stress_runs_every_adaptive_attack_on_the_example_and_a_third_party_one(adaptive_example_installed,
+                                                                               tmp_path):
+    """`bdbench stress` on a third-party defense: the built-in defense-agnostic attacks and a third-party
+    adaptive attack (with its own report section) run, with no core edit."""
+    home, out = tmp_path / "home", tmp_path / "stress"
+    done = _bdbench("stress", "--defense", NAME, "--suite", "quick", "--out", str(out), home=home, timeout=600)
+    assert done.returncode == 0, f"bdbench stress failed:\n{done.stderr[-3000:]}"
+    assert "median_aware_patch" in done.stderr and "adaptive_blend" in done.stderr, done.stderr[:500]
+    page = (out / "adaptive.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in page.split("### Against defenses")[1].splitlines()
+            if line.startswith("| ") and NAME in line}
+    assert {"median_aware_patch", "adaptive_blend", "adaptive_patch"} <= set(rows), page
+    number = r"\d+\.\d"
+    assert re.search(rf"\|\s*badnet\s*\|\s*{number}\s*\|\s*{number}\s*\|", rows["median_aware_patch"]), rows
+    assert "## Median-aware patch, per seed" in page  # the third-party package's own section
+    assert "reference_contamination" not in page  # the median filter trusts no clean data
+    assert (out / "runs-stress-example_median_filter.md").is_file()

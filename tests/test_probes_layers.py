@@ -12,7 +12,9 @@ import torch.nn.functional as F
 
 from bench_core import ProbeData, ZeroShotClassifier
 from bench_core.decomposition import decompose_batched, mean_component_outputs
-from bench_core.leaderboard import Board, _merge_table_over_seeds, finding2_check, finding2_section
+from bench_core.leaderboard import Board, _merge_table_over_seeds
+from bench_core.report import render_markdown
+from bdbench_decomp.findings import finding2_check, finding2_section
 from bench_core.registry import default_registry
 from bdbench_decomp.analysis import cacc_asr
 from bdbench_decomp.layer_ablation import ablate_layers, ablated_layers
@@ -259,7 +261,7 @@ def test_finding2_section_on_fabricated_results():
     seeds = [{**direct, **total}, {**direct, **total, "asr_direct_heads_separate_l5": 0.3}]  # mean 0.2
     board = _FakeBoard({"badnet": seeds, "blended": [{**direct, "asr_direct_mlps_separate_l5": 0.1}]},
                        {"badnet": "local", "blended": "global", "issba": "global"}, [(probe, ())])
-    text = finding2_section(board)
+    text = "".join(render_markdown(sec) for sec in finding2_section(board))
     rows = {cells[0]: cells for cells in ([c.strip() for c in line.split("|")[1:-1]]
                                           for line in text.splitlines() if line.startswith("| "))}
     assert "Finding 2" in text and "issba" not in rows
@@ -267,7 +269,7 @@ def test_finding2_section_on_fabricated_results():
     assert badnet[:5] == ["badnet", "local", "90.0", "20.0 / 90.0", "5 / —"]  # seed mean; direct / total
     assert badnet[-2] == "holds"
     assert blended[3] == "10.0" and blended[-2] == "does not hold" and "layer 5's MLP alone" in blended[-1]
-    assert finding2_section(_FakeBoard({}, {}, [(probe, ("pdb",))])) == ""
+    assert finding2_section(_FakeBoard({}, {}, [(probe, ("pdb",))])) == []
 
 
 def test_probe_tables_keep_index_columns():

@@ -69,7 +69,12 @@ class BadCLIP(Attack):
     }
 
     def prepare(self, ctx: RunContext) -> dict[str, torch.Tensor]:
-        model: ClipModel = ctx.require("clean_model")
+        return self.optimise([ctx.require("clean_model")], ctx)
+
+    def optimise(self, models: list[ClipModel], ctx: RunContext) -> dict[str, torch.Tensor]:
+        """Optimise the patch; step i uses ``models[i % len(models)]`` (one model: the clean CLIP; several: an
+        ensemble the patch must work on, e.g. CleanCLIP-robust BadCLIP's). Losses are measured on the first."""
+        model = models[0]
         pairs = ctx.require("finetune_pairs")
         c = self.config
         positives = target_indices(pairs, self.target_class, ctx.classnames)
@@ -85,10 +90,12 @@ class BadCLIP(Attack):
         eval_idx = others[torch.randperm(len(others), generator=g)[:c.eval_images]]
         used = torch.cat([eval_idx, *batches]).unique()
 
-        was_training = model.training
-        model.eval()
+        was_training = [m.training for m in models]
+        for m in models:
+            m.eval()
         try:
-            emb = _Embeddings(model, pairs, used, positives[:c.max_positives], self.target_class, ctx)
+            embs = [_Embeddings(m, pairs, used, positives[:c.max_positives], self.target_class, ctx) for m in models]
+            emb = embs[0]
             patch = (torch.randn(3, c.patch_size, c.patch_size, generator=ctx.generator("badclip:init")) * 0.25
                      + 0.5).clamp(0, 1).to(model.device)  # reference init: N(0.5, 0.25) clipped
             h, w = pairs.images.shape[-2:]
@@ -98,10 +105,11 @@ class BadCLIP(Attack):
             patch.requires_grad_(True)
             opt = torch.optim.Adam([patch], lr=c.lr)
             where_g = ctx.generator("badclip:locations")
-            for idx in batches:
+            for step, idx in enumerate(batches):
                 where = locations(len(idx), (h, w), c.patch_size, c.location, where_g)
                 with torch.enable_grad():
-                    loss = self._loss(model, emb, patch, idx, where, g)
+                    k = step % len(models)
+                    loss = self._loss(models[k], embs[k], patch, idx, where, g)
                     grad, = torch.autograd.grad(loss, patch)
                 patch.grad = grad
                 opt.step()
@@ -111,7 +119,8 @@ class BadCLIP(Attack):
             with torch.no_grad():
                 end = self._loss(model, emb, patch, eval_idx, eval_where, ctx.generator("badclip:eval-pos"))
         finally:
-            model.train(was_training)
+            for m, mode in zip(models, was_training):
+                m.train(mode)
         return {"patch": patch.cpu(), "metric_loss_start": start.detach().cpu(), "metric_loss_end": end.cpu()}
 
     def _loss(self, model: ClipModel, emb: "_Embeddings", patch: torch.Tensor, idx: torch.Tensor,

@@ -122,7 +122,8 @@ class UnimodalLoss:
         return model.tokenize([augment_caption(c, self.rng, self.config.text_alpha) for c in captions])
 
     def __call__(self, model: ClipModel, images: torch.Tensor, tokens: torch.Tensor,
-                 image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+                 image_features: torch.Tensor, text_features: torch.Tensor, rows: torch.Tensor | None = None
+                 ) -> torch.Tensor:
         c = self.config
         aug_images = augment_images(images, self.generator, crop_scale=c.crop_scale, jitter=c.jitter,
                                     grayscale_p=c.grayscale_p)

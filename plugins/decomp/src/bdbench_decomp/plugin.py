@@ -29,3 +29,10 @@ def bdbench_register_detectors():
 def bdbench_register_probes():
     return [MeanAblation, LayerAblation, LayerMmd, EpsilonSweep, HeadSimilarity, HeadTransplant, TextSpan,
             PromptSensitivity]
+
+
+@hookimpl
+def bdbench_report_sections(board):
+    from bdbench_decomp.findings import findings_sections
+
+    return findings_sections(board)

@@ -1,0 +1,1 @@
+"""bdbench adaptive attacks: stress tests that know the defense or detector they face."""
