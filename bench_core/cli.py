@@ -130,10 +130,17 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     pages = set(args.pages.split(",")) if args.pages else None
-    written = write_leaderboard(suite, args.out, pages=pages)
+    written = write_leaderboard(suite, args.out, pages=pages, formats=_formats(args.format))
     for path in written:
         print(path)
     return 0
+
+
+def _formats(text: str) -> list[str]:
+    """``markdown,html`` -> the formats; ``all`` -> every format."""
+    from bench_core.leaderboard import FORMATS
+
+    return list(FORMATS) if text == "all" else [f.strip() for f in text.split(",") if f.strip()]
 
 
 def _cmd_stress(args: argparse.Namespace) -> int:
@@ -187,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", required=True, help="shipped suite name or path to a YAML file")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--pages", default=None, help="comma-separated pages to write (e.g. adaptive); default: all")
+    p.add_argument("--format", default="markdown",
+                   help="comma-separated: markdown, html (one self-contained index.html), latex (booktabs tables "
+                        "under latex/), csv (numbers.csv), json (report.json); or all (default: markdown)")
     p.set_defaults(func=_cmd_leaderboard)
     p = sub.add_parser("stress", help="run every adaptive attack for one defense or detector and write its "
                                       "adaptive report")

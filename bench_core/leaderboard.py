@@ -1,50 +1,40 @@
-"""Leaderboard markdown, built from stored results only.
+"""The leaderboard, built from stored results only: first as data (:mod:`bench_core.report`), then rendered.
 
 The suite is expanded into its plan (:func:`bench_core.plan.expand`, the very cells a run computes), and each
 cell's row is read from the store by key, so every number traces to one stored run (``runs.md`` lists the
-keys). Missing cells print "—"; failed cells print "error"; cells the suite's grid leaves out (an entry scoped to some attacks) print
-"not run". Several seeds -> mean ± 95% t-interval; one seed -> the value alone.
+keys; the HTML page shows each number's provenance). Missing cells print "—"; failed cells print "error";
+cells the suite's grid leaves out (an entry scoped to some attacks) print "not run". Several seeds -> mean ±
+95% t-interval; one seed -> the value alone. Units and directions come from the metric metadata
+(:mod:`bench_core.metrics`). Plugins add sections through the ``bdbench_report_sections`` hook; the core
+names no plugin.
+
+Formats: markdown (``README.md`` and one file per page), ``html`` (one self-contained ``index.html``),
+``latex`` (booktabs tables under ``latex/``), ``csv`` (every number, long format) and ``json`` (the report
+model).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 from typing import Iterable
 
-from tabulate import tabulate
-
 from bench_core import __version__ as CORE_VERSION
 from bench_core.data import world
-from bench_core.metrics import mean_interval
 from bench_core.errors import BenchError
 from bench_core.keys import NO_ATTACK
 from bench_core.plan import Cell, Plan, PluginSpec, expand
-from bench_core.report import Section, Stat, render_markdown
+from bench_core.report import (Column, Combo, Figure, Markdown, Page, Report, Row, Section, Stat, Table, Text,
+                               filename, info_of, markdown_table, render_markdown)
 from bench_core.store import ResultRecord, ResultStore
 from bench_core.suite import Suite
 
-CORE_PAGES = frozenset({"defenses", "detectors", "probes", "runs", "README"})
+CORE_PAGES = ("README", "defenses", "detectors", "probes", "runs")
 """Pages the core writes; a plugin section naming another page gets a page of its own (``adaptive.md``)."""
+FORMATS = ("markdown", "html", "latex", "csv", "json")
 DASH = "—"
 NOT_RUN = "not run"
 """Printed where the suite's grid has no cell (an entry with ``attacks:`` that leaves this attack out)."""
-RATE_TAGS = ("cacc", "asr", "acc", "auroc", "tpr", "fraction", "below_eps", "ra_", "recall")
-"""Probe-table columns whose name contains one of these are rates, printed in percent."""
-
-
-def fmt(values: Iterable[float], percent: bool = True, digits: int = 1) -> str:
-    """'93.1 ± 2.0' over seeds, '93.1' for one seed, '—' for none."""
-    values = list(values)
-    if not values:
-        return DASH
-    mean, half = mean_interval(values)
-    scale = 100.0 if percent else 1.0
-    if mean != mean:  # NaN
-        return "n/a"
-    text = f"{mean * scale:.{digits}f}"
-    return text if half is None else f"{text} ± {half * scale:.{digits}f}"
 
 
 class Board:
@@ -66,6 +56,8 @@ class Board:
         self.detectors = self.plan.detectors
         self.probes = self.plan.probes
         self.attacks = [NO_ATTACK, *self.attack_specs]
+        # the core tables' columns: plain attacks (adaptive ones are compared on their own page)
+        self.core_attacks = [NO_ATTACK, *(label for label, a in self.attack_specs.items() if not a.targets)]
 
     def runs_probe(self, probe: str) -> bool:
         """Whether the suite runs ``probe`` (by plugin name) on the undefended model (no pipeline)."""
@@ -150,20 +142,12 @@ class Board:
         return (f"- grid: these entries run against the listed attacks only: {listed}; "
                 f"their other cells print \"{NOT_RUN}\"\n")
 
-    def metric(self, cells: list[Cell], name: str, percent: bool = True) -> str:
-        if not cells:
-            return NOT_RUN
-        recs = self.ok(cells)
-        if not recs:
-            return "error" if self.errors(cells) else DASH
-        return fmt([r.metrics[name] for r in recs if name in r.metrics], percent)
-
 
 ASR_TARGET, CACC_TOLERANCE = 0.90, 0.03
 """What a working attack must reach with no defense: ASR >= 90% with CACC within 3 points of the clean model."""
 
 
-def attack_targets(board: Board) -> str:
+def attack_targets(board: Board) -> Table:
     """Per attack, whether its no-defense mean ASR / CACC meets :data:`ASR_TARGET` / :data:`CACC_TOLERANCE`
     against the clean fine-tuned model's mean CACC — shortfalls are stated, not hidden."""
     clean = board.mean_eval_metric(NO_ATTACK, "cacc")
@@ -175,270 +159,344 @@ def attack_targets(board: Board) -> str:
         ok = a >= ASR_TARGET and clean - c <= CACC_TOLERANCE
         why = [] if ok else ([f"ASR below {100 * ASR_TARGET:.0f}%"] if a < ASR_TARGET else []) + (
             [f"CACC {100 * (clean - c):.1f} points below clean"] if clean - c > CACC_TOLERANCE else [])
-        rows.append([name, f"{100 * a:.1f}", f"{100 * c:.1f}", "meets" if ok else "short: " + "; ".join(why)])
-    return tabulate(rows, headers=["attack", "ASR % (mean)", "CACC % (mean)", "target"], tablefmt="github",
-                    disable_numparse=True) if rows else ""
+        rows.append(Row(cells=[Text(text=name), Text(text=f"{100 * a:.1f}"), Text(text=f"{100 * c:.1f}"),
+                               Text(text="meets" if ok else "short: " + "; ".join(why))], tags={"attack": name}))
+    return Table(name="attack_targets", rows=rows, columns=[
+        Column(header="attack"), Column(header="ASR % (mean)"), Column(header="CACC % (mean)"),
+        Column(header="target")])
 
 
-def pipeline_label(board: Board, pipeline: tuple) -> str:
-    if not pipeline:
-        return "no defense"
-    oracle = any(d.oracle for d in pipeline)
-    return " → ".join(d.label for d in pipeline) + (" **(oracle)**" if oracle else "")
+def pipeline_label(pipeline: tuple) -> str:
+    return " → ".join(d.label for d in pipeline) if pipeline else "no defense"
 
 
-def defenses_table(board: Board) -> str:
-    headers = ["defense pipeline", *(f"{a} ASR / CACC" if a != NO_ATTACK else "clean CACC" for a in board.attacks)]
+def _pipeline_tags(pipeline: tuple) -> dict[str, str]:
+    return {"defense": pipeline_label(pipeline),
+            "threat_model": "; ".join(f"{d.label}: {d.threat_model}" for d in pipeline) or "none"}
+
+
+def defenses_table(board: Board) -> Table:
+    """Rows: defense pipelines; columns: the clean model's CACC, then ASR / CACC per attack (paper Table 1)."""
+    columns = [Column(header="defense pipeline"),
+               *(Column(header=f"{a} ASR / CACC") if a != NO_ATTACK else Column(header="clean CACC")
+                 for a in board.core_attacks)]
     rows = []
     for pipeline in board.pipelines:
         names = tuple(d.label for d in pipeline)
-        row = [pipeline_label(board, pipeline)]
-        for attack in board.attacks:
-            cells = board.select(kind="eval", attack=attack, pipeline=names)
-            if attack == NO_ATTACK or not cells:
-                row.append(board.metric(cells, "cacc"))
+        cells: list = [Text(text=pipeline_label(pipeline))]
+        for attack in board.core_attacks:
+            selected = board.select(kind="eval", attack=attack, pipeline=names)
+            if attack == NO_ATTACK or not selected:
+                cells.append(board.stat(selected, "cacc"))
             else:
-                row.append(f"{board.metric(cells, 'asr')} / {board.metric(cells, 'cacc')}")
-        rows.append(row)
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+                cells.append(Combo(parts=[board.stat(selected, "asr"), board.stat(selected, "cacc")]))
+        rows.append(Row(cells=cells, oracle=any(d.oracle for d in pipeline), tags=_pipeline_tags(pipeline)))
+    return Table(name="defenses", columns=columns, rows=rows)
 
 
-def secondary_table(board: Board, metrics: list[tuple[str, str, bool]]) -> str:
-    """Rows: (pipeline, attack); columns: the given (key, header, percent) metrics."""
+SECONDARY = ("cacc", "asr", "asr_all_images", "ra", "ece", "nll")
+"""The "All metrics" columns; the clean model has no ASR or RA."""
+
+
+def secondary_table(board: Board) -> Table:
+    """Rows: (pipeline, attack); columns: :data:`SECONDARY`."""
     rows = []
     for pipeline in board.pipelines:
         names = tuple(d.label for d in pipeline)
-        for attack in board.attacks:
-            cells = board.select(kind="eval", attack=attack, pipeline=names)
-            if not cells:
+        for attack in board.core_attacks:
+            selected = board.select(kind="eval", attack=attack, pipeline=names)
+            if not selected:
                 continue  # not in the suite's grid
-            row = [pipeline_label(board, pipeline), attack]
-            for key, _, percent in metrics:
-                row.append(board.metric(cells, key, percent) if attack != NO_ATTACK or key in ("cacc", "ece", "nll",
-                                                                                                 "ms_per_image") else DASH)
-            rows.append(row)
-    return tabulate(rows, headers=["defense pipeline", "attack", *(h for _, h, _ in metrics)], tablefmt="github", disable_numparse=True)
+            cells: list = [Text(text=pipeline_label(pipeline)), Text(text=attack)]
+            for key in SECONDARY:
+                cells.append(board.stat(selected, key) if attack != NO_ATTACK or key in ("cacc", "ece", "nll")
+                             else Text(text=DASH))
+            rows.append(Row(cells=cells, oracle=any(d.oracle for d in pipeline),
+                            tags={**_pipeline_tags(pipeline), "attack": attack}))
+    headers = {"cacc": "CACC", "asr": "ASR", "asr_all_images": "ASR all images", "ra": "RA", "ece": "ECE",
+               "nll": "NLL"}
+    return Table(name="all_metrics", rows=rows, columns=[
+        Column(header="defense pipeline"), Column(header="attack"),
+        *(Column(header=headers[k], metric=k, digits=1) for k in SECONDARY)])
 
 
-def attacks_table(board: Board) -> str:
+def attacks_table(board: Board) -> Table:
     """Per attack: locality, target, and every ``attack_*`` number the runner stored (PSNR, poison count, the
     attack's own stats such as ISSBA's bit accuracy), from the no-defense cells, over seeds."""
-    rows, keys = [], []
-    for name, attack in board.attack_specs.items():
-        recs = board.ok(board.select(kind="eval", attack=name, pipeline=()))
-        for rec in recs:
+    keys: list[str] = []
+    for name in board.attack_specs:
+        for rec in board.ok(board.select(kind="eval", attack=name, pipeline=())):
             keys += [k for k in rec.metrics if k.startswith("attack_") and k not in keys]
-        rows.append((name, attack, recs))
-    table = []
-    for name, attack, recs in rows:
-        row = [name, attack.locality, world.CLASSES[attack.target_class]
-               if board.suite.data.kind == "world" else attack.target_class]
-        for key in keys:
-            values = [r.metrics[key] for r in recs if key in r.metrics]
-            rate = key.endswith(("fraction", "accuracy"))
-            row.append(fmt(values, percent=rate, digits=1 if rate else 2))
-        table.append(row)
-    headers = ["attack", "type", "target", *(k.removeprefix("attack_") + (" %" if k.endswith(("fraction", "accuracy"))
-                                                                           else "") for k in keys)]
-    return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
+    rows = []
+    for name, attack in board.attack_specs.items():
+        selected = board.select(kind="eval", attack=name, pipeline=())
+        target = (world.CLASSES[attack.target_class] if board.suite.data.kind == "world" else attack.target_class)
+        rows.append(Row(cells=[Text(text=name), Text(text=attack.locality or "?"), Text(text=str(target)),
+                               *(board.stat(selected, k) if selected else Text(text=DASH) for k in keys)],
+                        tags={"attack": name}))
+    columns = [Column(header="attack"), Column(header="type"), Column(header="target"),
+               *(Column(header=info_of(k).label or k.removeprefix("attack_"), metric=k,
+                        digits=None if info_of(k).percent else 2) for k in keys)]
+    return Table(name="attacks", columns=columns, rows=rows)
 
 
-def threat_table(board: Board) -> str:
+def threat_table(board: Board) -> Table:
     rows, seen = [], set()
     for pipeline in board.pipelines:
         for d in pipeline:
             if d.label not in seen:
                 seen.add(d.label)
-                rows.append([d.label, d.stage, d.version, d.threat_model])
+                rows.append(Row(cells=[Text(text=t) for t in (d.label, d.stage or "", d.version, d.threat_model)],
+                                oracle=d.oracle, tags={"defense": d.label, "threat_model": d.threat_model}))
     for d in board.detectors:
-        rows.append([d.label, "detector", d.version, d.threat_model])
-    return tabulate(rows, headers=["plugin", "stage", "version", "threat model"], tablefmt="github", disable_numparse=True) if rows else ""
+        rows.append(Row(cells=[Text(text=t) for t in (d.label, "detector", d.version, d.threat_model)],
+                        oracle=d.oracle, tags={"detector": d.label, "threat_model": d.threat_model}))
+    return Table(name="threat_models", rows=rows, columns=[Column(header=h) for h in
+                                                           ("plugin", "stage", "version", "threat model")])
 
 
-def detectors_table(board: Board) -> str:
-    attacks = [a for a in board.attacks if a != NO_ATTACK]
-    headers = ["detector", *(f"{a} AUROC (TPR@5%FPR)" for a in attacks), "fwd passes / image", "ms / image"]
+def detectors_table(board: Board) -> Table:
+    """Rows: detectors; columns: AUROC (TPR at 5% FPR) per attack, then the mean cost (paper Table 2)."""
+    attacks = [a for a in board.core_attacks if a != NO_ATTACK]
     rows = []
-    for name in (d.label for d in board.detectors):
-        row = [name]
-        costs, ms = [], []
+    for spec in board.detectors:
+        cells: list = [Text(text=spec.label)]
+        every = []
         for attack in attacks:
-            cells = board.select(kind="detector", attack=attack, detector=name)
-            row.append(f"{board.metric(cells, 'auroc')} ({board.metric(cells, 'tpr_at_5fpr')})"
-                       if cells else NOT_RUN)
-            for rec in board.ok(cells):
-                costs.append(rec.cost.get("forward_passes_per_image", float("nan")))
-                ms.append(rec.cost.get("ms_per_image", float("nan")))
-        row += [f"{sum(costs) / len(costs):.0f}" if costs else DASH, f"{sum(ms) / len(ms):.2f}" if ms else DASH]
-        rows.append(row)
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+            selected = board.select(kind="detector", attack=attack, detector=spec.label)
+            every += selected
+            cells.append(Combo(parts=[board.stat(selected, "auroc"), board.stat(selected, "tpr_at_5fpr")],
+                               template="{0} ({1})") if selected else Text(text=NOT_RUN))
+        for cost in ("forward_passes_per_image", "ms_per_image"):
+            stat = board.stat(every, cost)
+            cells.append(stat.model_copy(update={"show_interval": False, "missing": DASH}))
+        rows.append(Row(cells=cells, oracle=spec.oracle, tags={"detector": spec.label,
+                                                               "threat_model": spec.threat_model}))
+    return Table(name="detectors", rows=rows, columns=[
+        Column(header="detector"), *(Column(header=f"{a} AUROC (TPR@5%FPR)") for a in attacks),
+        Column(header="fwd passes / image", metric="forward_passes_per_image", digits=0),
+        Column(header="ms / image", metric="ms_per_image", digits=2)])
 
 
-def probe_tables(board: Board, figures_dir: Path | None = None) -> str:
-    """Per probe and attack: its tables averaged over seeds, and its figures (first seed) as linked PNGs."""
-    from bench_core.figures import render
-
-    parts = []
-    for probe, pipeline in board.probes:
+def probe_sections(board: Board) -> list[Section]:
+    """Per probe (and the pipeline it runs on) and attack: its tables averaged over seeds and its figures
+    (first seed)."""
+    out = []
+    for i, (probe, pipeline) in enumerate(board.probes):
         name = probe.label
         names = tuple(d.label for d in pipeline)
-        parts.append(f"## {name}" + (f" on {' → '.join(names)}" if names else "") + "\n")
+        blocks: list = []
         for attack in (a for a in board.attacks if a != NO_ATTACK):
             cells = board.select(kind="probe", attack=attack, probe=name, pipeline=names)
             if not cells:
                 continue  # the suite runs this probe against other attacks only
-            recs = board.ok(cells)
+            recs = [(c, board.records[c.key]) for c in cells
+                    if c.key in board.records and board.records[c.key].status == "ok"]
             if not recs:
-                parts.append(f"### {attack}\n\n{DASH} (not stored)\n")
+                blocks.append(Markdown(text=f"### {attack}\n\n{DASH} (not stored)"))
                 continue
-            locality = recs[0].payload.get("locality", "?")
-            for table_name, first_rows in recs[0].payload.get("tables", {}).items():
-                parts.append(f"### {attack} ({locality}) — {table_name}\n")
-                parts.append(_merge_table_over_seeds([r.payload["tables"][table_name] for r in recs]))
-                parts.append("")
-            for fig_name, spec in recs[0].payload.get("figures", {}).items():
-                if figures_dir is None:
-                    continue
-                suffix = "_".join(names).replace(".", "-")
-                file = _filename(f"{name}_{attack}_{fig_name}{'_' + suffix if suffix else ''}") + ".png"
-                render(spec, figures_dir / file)
-                parts.append(f"![{name} {attack} {fig_name}](figures/{file})\n")
-    return "\n".join(parts)
+            first = recs[0][1]
+            locality = first.payload.get("locality", "?")
+            for table_name in first.payload.get("tables", {}):
+                blocks.append(Markdown(text=f"### {attack} ({locality}) — {table_name}"))
+                blocks.append(merge_over_seeds(f"{name}_{attack}_{table_name}", [(c, r) for c, r in recs], table_name,
+                                               {"attack": attack, "probe": name}))
+            suffix = "_".join(names).replace(".", "-")
+            for fig_name, spec in first.payload.get("figures", {}).items():
+                blocks.append(Figure(name=filename(f"{name}_{attack}_{fig_name}{'_' + suffix if suffix else ''}"),
+                                     spec=spec, caption=f"{name} {attack} {fig_name}"))
+        out.append(Section(page="probes", title=name + (f" on {' → '.join(names)}" if names else ""),
+                           order=100 + i, blocks=blocks))
+    return out
+
+
+def merge_over_seeds(table_id: str, recs: list[tuple[Cell, ResultRecord]], table_name: str,
+                     tags: dict[str, str]) -> Table:
+    """A probe's identically shaped table over seeds: numeric columns become stats (units from the metric
+    metadata); an integer column equal in every seed (a layer, a head) stays as it is."""
+    tables = [r.payload["tables"][table_name] for _, r in recs]
+    first = tables[0]
+    keys = list(dict.fromkeys(k for row in first for k in row))
+    rows = []
+    for i, row in enumerate(first):
+        cells: list = []
+        for key in keys:
+            value = row.get(key)
+            same = all(i < len(t) and t[i].get(key) == value for t in tables)
+            if isinstance(value, int) and not isinstance(value, bool) and not info_of(key).percent and same:
+                cells.append(Text(text=str(value)))
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                present = [(c, t[i][key]) for (c, _), t in zip(recs, tables) if i < len(t) and key in t[i]]
+                cells.append(Stat(metric=key, values=[float(v) for _, v in present], seeds=[c.seed for c, _ in present],
+                                  keys=[c.key for c, _ in present]))
+            else:
+                cells.append(Text(text="" if value is None else str(value)))
+        rows.append(Row(cells=cells, tags=tags))
+    columns = [Column(header=k, metric=k, digits=None if info_of(k).percent else 3)
+               if any(isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool) for r in first)
+               else Column(header=k) for k in keys]
+    return Table(name=filename(table_id), columns=columns, rows=rows)
 
 
 def _merge_table_over_seeds(tables: list[list[dict]]) -> str:
-    """Average numeric columns of identically shaped probe tables over seeds (percent for rates)."""
-    first = tables[0]
-    rows = []
-    for i, row in enumerate(first):
-        out = {}
-        for key, value in row.items():
-            rate = any(tag in key for tag in RATE_TAGS)
-            if isinstance(value, int) and not isinstance(value, bool) and not rate and all(
-                    i < len(t) and t[i].get(key) == value for t in tables):
-                out[key] = str(value)  # an index (layer, head), the same in every seed: not averaged
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                out[key + (" %" if rate else "")] = fmt([t[i][key] for t in tables if i < len(t)], percent=rate,
-                                                          digits=1 if rate else 3)
-            else:
-                out[key] = value
-        rows.append(out)
-    return tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True)
+    """:func:`merge_over_seeds` on bare tables (seed i = table i), as markdown; for tests."""
+    from types import SimpleNamespace
+
+    recs = [(SimpleNamespace(seed=i, key=f"seed{i}"), SimpleNamespace(payload={"tables": {"t": t}}))
+            for i, t in enumerate(tables)]
+    return markdown_table(merge_over_seeds("t", recs, "t", {}))
 
 
-def _filename(text: str) -> str:
-    """A label as a file-name part: anything but letters, digits, '_', '.' and '-' becomes '-'."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
-
-
-def runs_table(board: Board) -> str:
+def runs_table(board: Board) -> Table:
     rows = []
     for c in board.cells:
         rec = board.records.get(c.key)
         what = c.detector or c.probe or (" → ".join(c.pipeline) or "no defense")
-        rows.append([c.key[:12], c.kind, c.attack, what, c.seed, rec.status if rec else "missing",
-                     f"{rec.cost.get('seconds', 0):.1f}" if rec else DASH])
-    return tabulate(rows, headers=["cell key", "kind", "attack", "defense / detector / probe", "seed", "status",
-                                   "seconds"], tablefmt="github", disable_numparse=True)
+        rows.append(Row(cells=[Text(text=c.key[:12], keys=[c.key]), Text(text=c.kind), Text(text=c.attack),
+                               Text(text=what), Text(text=str(c.seed)),
+                               Text(text=rec.status if rec else "missing"),
+                               Text(text=f"{rec.cost.get('seconds', 0):.1f}" if rec else DASH)],
+                        tags={"attack": c.attack, "kind": c.kind}))
+    return Table(name="runs", rows=rows, columns=[Column(header=h) for h in (
+        "cell key", "kind", "attack", "defense / detector / probe", "seed", "status", "seconds")])
+
+
+# --- the report ---------------------------------------------------------------------------------------------
+
+def build_report(board: Board, galleries: dict[str, Path] | None = None) -> Report:
+    """The whole leaderboard as data: the core pages, plugin sections (their own pages or core ones) and the
+    provenance of every stored cell."""
+    suite = board.suite
+    sections = board.sections()
+    clean_stat = board.stat(board.select(kind="eval", attack=NO_ATTACK, pipeline=()), "cacc")
+    from bench_core.report import format_stat
+
+    clean_cacc = format_stat(clean_stat)
+    pages = [
+        Page(name="defenses", title=f"Defenses — {suite.name}", sections=[
+            Section(page="defenses", title="", order=0, blocks=[
+                Markdown(text="Cells: attack success rate (non-target triggered test images classified as the target) "
+                              "/ clean zero-shot accuracy, in percent. Shaped like the paper's Table 1."),
+                defenses_table(board)]),
+            Section(page="defenses", title="Attack targets", order=1, blocks=[
+                Markdown(text=f"No defense, mean over seeds; target: ASR >= {100 * ASR_TARGET:.0f}% with CACC within "
+                              f"{100 * CACC_TOLERANCE:.0f} points of the clean fine-tuned model ({clean_cacc}%)."),
+                attack_targets(board)]),
+            Section(page="defenses", title="Attacks", order=2, blocks=[
+                Markdown(text="PSNR of triggered vs clean test images (dB); poisoned pairs of the fine-tune set; the "
+                              "attack's own statistics (ISSBA: decoder bit accuracy and stego PSNR on held images; "
+                              "Label-Consistent: poisoned share of the target class, image–caption similarity "
+                              "before / after PGD; BadCLIP: optimisation loss)."),
+                attacks_table(board)]),
+            Section(page="defenses", title="Threat models", order=3, blocks=[threat_table(board)]),
+            Section(page="defenses", title="All metrics", order=4, blocks=[
+                Markdown(text="ASR (all images) is the paper's variant that also counts target-class images; RA = "
+                              "triggered non-target images classified as their true class; ECE and NLL on clean "
+                              "test images."),
+                secondary_table(board)])]),
+        Page(name="detectors", title=f"Detectors — {suite.name}", sections=[
+            Section(page="detectors", title="", order=0, blocks=[
+                Markdown(text="AUROC (TPR at 5% FPR) in percent, from continuous scores: clean test images vs "
+                              "triggered non-target test images. Cost: model forward passes and milliseconds per "
+                              "scored image. Shaped like the paper's Table 2."),
+                detectors_table(board)])]),
+        Page(name="probes", title=f"Probes — {suite.name}",
+             sections=[s for s in sections if s.page == "probes"] + probe_sections(board)),
+    ]
+    own = sorted({s.page for s in sections} - set(CORE_PAGES))
+    pages += [Page(name=p, title=f"{p.capitalize()} — {suite.name}", sections=[s for s in sections if s.page == p])
+              for p in own]
+    pages.append(Page(name="runs", title=f"Stored runs — {suite.name}", sections=[
+        Section(page="runs", title="", order=0, blocks=[runs_table(board)])]))
+    pretrained = format_stat(board.stat(board.select(kind="eval", attack=NO_ATTACK, pipeline=()), "cacc_pretrained"))
+    readme = [Markdown(text=f"Clean pretrained model: zero-shot CACC {pretrained}%; after the clean fine-tune: "
+                            f"{clean_cacc}%."),
+              Markdown(text="\n".join([
+                  "- [Defenses](defenses.md) (paper Table 1)", "- [Detectors](detectors.md) (paper Table 2)",
+                  "- [Probes](probes.md) (paper Fig. 1–5 and 8; plugins' checks such as the paper's Findings)",
+                  *(f"- [{p.capitalize()}]({p}.md) (contributed by a plugin package)" for p in own),
+                  "- [Stored runs](runs.md)"]))]
+    if galleries:
+        readme.append(Markdown(text="## Trigger galleries\n\n" + "\n\n".join(
+            f"![{name}](figures/{path.name})" for name, path in galleries.items())))
+    pages.insert(0, Page(name="README", title=f"bdbench leaderboard — {suite.name}",
+                         sections=[Section(page="README", title="", order=0, blocks=readme)]))
+    versions = {"bench_core": CORE_VERSION}
+    for rec in board.records.values():
+        versions.update(rec.versions)
+    return Report(suite=suite.name, description=suite.description.strip(), config_hash=suite.config_hash(),
+                  model=suite.model.label, seeds=list(suite.seeds), versions=dict(sorted(versions.items())),
+                  scope=board.scope_note().removeprefix("- grid: ").strip(), generated=dt.date.today().isoformat(),
+                  stored=sum(r.status == "ok" for r in board.records.values()), total=len(board.cells),
+                  pages=pages, provenance={k: _provenance(r) for k, r in board.records.items()})
+
+
+def _provenance(rec: ResultRecord) -> dict:
+    """What the HTML page shows for a number: the run that made it."""
+    return {"suite": rec.suite, "seed": rec.seed, "status": rec.status, "spec": rec.spec, "versions": rec.versions,
+            "env": rec.env, "date": dt.datetime.fromtimestamp(rec.created_at, dt.timezone.utc).isoformat(timespec="seconds"),
+            "cost": rec.cost}
+
+
+def markdown_page(board: Board, page: Page, figures_dir: Path | None) -> str:
+    return "\n".join([board.header(page.title), *(render_markdown(s, figures_dir) for s in page.sections), ""])
 
 
 def write_leaderboard(suite: Suite, out: str | Path, store: ResultStore | None = None,
                       plan: Plan | None = None, pages: set[str] | None = None,
-                      focus: str | None = None) -> list[Path]:
-    """Write README.md, defenses.md, detectors.md, probes.md, runs.md and the pages plugins contribute
-    (``adaptive.md``, ...) under ``out``; returns the paths. Everything comes from the results store and the
-    cache (galleries included): no data set is opened. ``plan``: the run's, when one exists already.
+                      focus: str | None = None, formats: Iterable[str] = ("markdown",)) -> list[Path]:
+    """Write the leaderboard under ``out`` in ``formats`` (see :data:`FORMATS`); returns the paths. Markdown:
+    README.md, defenses.md, detectors.md, probes.md, runs.md and the pages plugins contribute (``adaptive.md``,
+    ...). Everything comes from the results store and the cache (galleries included): no data set is opened.
+    ``plan``: the run's, when one exists already.
 
     ``pages`` writes only those pages (names without ``.md``), with the suite's cell keys in
     ``runs-<suite>.md`` beside them — how a second suite adds a page to a folder another suite wrote (the
     adaptive suite's page in ``leaderboards/default``). ``focus``: the plugin a report is about alone."""
+    formats = list(formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise BenchError(f"unknown leaderboard format(s) {unknown}; allowed: {', '.join(FORMATS)}")
     board = Board(suite, store, plan, focus=focus)
-    if pages is not None:
-        return _write_pages(board, Path(out), pages)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, str] = {}
-    clean_cacc = board.metric(board.select(kind="eval", attack=NO_ATTACK, pipeline=()), "cacc")
-    files["defenses.md"] = "\n".join([
-        board.header(f"Defenses — {suite.name}"),
-        "Cells: attack success rate (non-target triggered test images classified as the target) / clean "
-        "zero-shot accuracy, in percent. Shaped like the paper's Table 1.\n",
-        defenses_table(board), "",
-        "## Attack targets\n",
-        f"No defense, mean over seeds; target: ASR >= {100 * ASR_TARGET:.0f}% with CACC within "
-        f"{100 * CACC_TOLERANCE:.0f} points of the clean fine-tuned model ({clean_cacc}%).\n",
-        attack_targets(board), "",
-        "## Attacks\n",
-        "PSNR of triggered vs clean test images (dB); poisoned pairs of the fine-tune set; the attack's own "
-        "statistics (ISSBA: decoder bit accuracy and stego PSNR on held images; Label-Consistent: poisoned share "
-        "of the target class, image–caption similarity before / after PGD; BadCLIP: optimisation loss).\n",
-        attacks_table(board), "",
-        "## Threat models\n", threat_table(board), "",
-        "## All metrics\n",
-        "ASR (all images) is the paper's variant that also counts target-class images; RA = triggered "
-        "non-target images classified as their true class; ECE and NLL on clean test images.\n",
-        secondary_table(board, [("cacc", "CACC %", True), ("asr", "ASR %", True),
-                                ("asr_all_images", "ASR all images %", True), ("ra", "RA %", True),
-                                ("ece", "ECE %", True), ("nll", "NLL", False)]), ""])
-    files["detectors.md"] = "\n".join([
-        board.header(f"Detectors — {suite.name}"),
-        "AUROC (TPR at 5% FPR) in percent, from continuous scores: clean test images vs triggered non-target "
-        "test images. Cost: model forward passes and milliseconds per scored image. Shaped like the paper's "
-        "Table 2.\n", detectors_table(board), ""])
-    sections = board.sections()
-    contributed = {sec.page for sec in sections}
+    galleries = {}
+    if pages is None:
+        from bench_core.cache import Cache
+        from bench_core.gallery import write_galleries
 
-    def page_sections(page: str) -> list[str]:
-        return [render_markdown(sec, out / "figures") for sec in sections if sec.page == page]
+        galleries = write_galleries(board.plan, Cache(), out / "figures")
+    else:
+        board.runs_file = f"runs-{filename(suite.name)}.md"
+    report = build_report(board, galleries)
+    if pages is not None:
+        known = {p.name for p in report.pages}
+        unknown_pages = pages - known
+        if unknown_pages:
+            raise BenchError(f"suite {suite.name!r} has no page(s) {sorted(unknown_pages)}; its pages: "
+                             f"{', '.join(sorted(known))}")
+        report.pages = [p for p in report.pages if p.name in pages or p.name == "runs"]
+    paths: list[Path] = []
+    if "markdown" in formats:
+        for page in report.pages:
+            name = board.runs_file if page.name == "runs" else f"{page.name}.md"
+            paths.append(out / name)
+            paths[-1].write_text(markdown_page(board, page, out / "figures"))
+    if "html" in formats:
+        from bench_core.render_html import write_html
 
-    files["probes.md"] = "\n".join([board.header(f"Probes — {suite.name}"), *page_sections("probes"),
-                                     probe_tables(board, out / "figures"), ""])
-    own_pages = sorted(contributed - CORE_PAGES)
-    for page in own_pages:
-        files[f"{page}.md"] = "\n".join([board.header(f"{page.capitalize()} — {suite.name}"),
-                                         *page_sections(page), ""])
-    files["runs.md"] = "\n".join([board.header(f"Stored runs — {suite.name}"), runs_table(board), ""])
-    from bench_core.gallery import write_galleries
+        paths.append(write_html(report, out / ("index.html" if pages is None else f"{'-'.join(sorted(pages))}.html"),
+                                out / "figures"))
+    if "latex" in formats:
+        from bench_core.render_latex import write_latex
 
-    from bench_core.cache import Cache
+        paths += write_latex(report, out / "latex",
+                             main="tables.tex" if pages is None else f"tables-{'-'.join(sorted(pages))}.tex")
+    if "csv" in formats or "json" in formats:
+        from bench_core.render_data import write_csv, write_json
 
-    galleries = write_galleries(board.plan, Cache(), out / "figures")
-    clean = board.ok(board.select(kind="eval", attack=NO_ATTACK, pipeline=()))
-    pretrained = fmt([r.metrics["cacc_pretrained"] for r in clean if "cacc_pretrained" in r.metrics])
-    files["README.md"] = "\n".join([
-        board.header(f"bdbench leaderboard — {suite.name}"),
-        f"Clean pretrained model: zero-shot CACC {pretrained}%; after the clean fine-tune: "
-        f"{clean_cacc}%.\n",
-        "- [Defenses](defenses.md) (paper Table 1)",
-        "- [Detectors](detectors.md) (paper Table 2)",
-        "- [Probes](probes.md) (paper Fig. 1–5 and 8; plugins' checks such as the paper's Findings)",
-        *(f"- [{page.capitalize()}]({page}.md) (contributed by a plugin package)" for page in own_pages),
-        "- [Stored runs](runs.md)", "",
-        "## Trigger galleries\n",
-        *(f"![{name}](figures/{path.name})\n" for name, path in galleries.items()), ""])
-    paths = []
-    for name, text in files.items():
-        path = out / name
-        path.write_text(text)
-        paths.append(path)
-    return paths
-
-
-def _write_pages(board: Board, out: Path, pages: set[str]) -> list[Path]:
-    """Only ``pages`` (plugin-contributed or core section pages), plus ``runs-<suite>.md``."""
-    board.runs_file = f"runs-{_filename(board.suite.name)}.md"
-    sections = board.sections()
-    unknown = pages - {sec.page for sec in sections}
-    if unknown:
-        raise BenchError(f"no section of suite {board.suite.name!r} is on page(s) {sorted(unknown)}; its pages "
-                         f"with plugin sections: {sorted({sec.page for sec in sections}) or 'none'}")
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for page in sorted(pages):
-        text = "\n".join([board.header(f"{page.capitalize()} — {board.suite.name}"),
-                          *(render_markdown(sec, out / "figures") for sec in sections if sec.page == page), ""])
-        paths.append(out / f"{page}.md")
-        paths[-1].write_text(text)
-    paths.append(out / board.runs_file)
-    paths[-1].write_text("\n".join([board.header(f"Stored runs — {board.suite.name}"), runs_table(board), ""]))
+        if "csv" in formats:
+            paths.append(write_csv(report, out / "numbers.csv"))
+        if "json" in formats:
+            paths.append(write_json(report, out / "report.json"))
     return paths

@@ -7,6 +7,7 @@ continuous, higher = more likely triggered. Rates are fractions in [0, 1]; the l
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Literal, Sequence
 
 import numpy as np
@@ -177,8 +178,8 @@ class MetricInfo(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    unit: Literal["percent", "dB", "ms", "s", "count", "nats", "ratio", "loss", "value"]
+    name: str  # the stored key; a declaration may cover a family with a shell wildcard ("asr_direct_*")
+    unit: Literal["percent", "dB", "ms", "s", "count", "nats", "ratio", "loss", "value", "index"]
     direction: Literal["higher", "lower", "none"]
     definition: str
     label: str = ""  # short column header; default: the name
@@ -239,6 +240,7 @@ class UnknownMetric(KeyError):
     """A metric name no core table or plugin declared (:func:`metric_info`)."""
 
 
+@lru_cache(maxsize=1)
 def metric_catalogue() -> dict[str, MetricInfo]:
     """Every declared metric by name: the core's and those plugins declare through the
     ``bdbench_metric_info`` hook (a plugin may not redefine a core metric)."""
@@ -257,6 +259,11 @@ def metric_info(name: str) -> MetricInfo:
     """The metadata of ``name``; an undeclared name is an error naming the closest declared ones."""
     catalogue = metric_catalogue()
     if name not in catalogue:
+        import fnmatch
+
+        for pattern, info in catalogue.items():  # families a plugin declared with a wildcard
+            if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(name, pattern):
+                return info.model_copy(update={"name": name})
         import difflib
 
         near = difflib.get_close_matches(name, catalogue, n=3)

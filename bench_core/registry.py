@@ -122,11 +122,48 @@ def plugin_manager(extra_plugins: tuple[object, ...] = ()) -> pluggy.PluginManag
     return pm
 
 
+ALLOWLIST_ENV = "BDBENCH_PLUGINS"
+"""A comma-separated allowlist of plugin distributions (``bdbench-attacks,bdbench-decomp``): when set, only
+their entry points are imported — an installed package not listed never runs code in bdbench."""
+
+
+def plugin_allowlist() -> set[str] | None:
+    """The normalised distribution names ``BDBENCH_PLUGINS`` allows, or None when it is unset (all)."""
+    import os
+
+    text = os.environ.get(ALLOWLIST_ENV)
+    if text is None:
+        return None
+    return {_normalise(name) for name in text.split(",") if name.strip()}
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
-    """Import every ``bdbench`` entry point; a plugin that fails to import is a one-line error naming it."""
+    """Import every ``bdbench`` entry point (of the allowed distributions, see :data:`ALLOWLIST_ENV`); a
+    plugin that fails to import is a one-line error naming it, and so is an allowlist entry that names no
+    installed plugin distribution."""
     import importlib.metadata
 
+    allowed = plugin_allowlist()
+    available: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
+        if any(ep.group == hookspecs.PROJECT for ep in dist.entry_points):
+            available[_normalise(dist.metadata["name"])] = dist.metadata["name"]
+    if allowed is not None:
+        unknown = sorted(allowed - set(available))
+        if unknown:
+            import difflib
+
+            hints = [f"{u!r} (did you mean {near[0]!r}?)" if (near := difflib.get_close_matches(u, available, n=1))
+                     else repr(u) for u in unknown]
+            raise RegistryError(f"{ALLOWLIST_ENV} names {', '.join(hints)}, not an installed bdbench plugin "
+                                f"distribution; installed: {', '.join(sorted(available.values())) or 'none'}")
+    for dist in importlib.metadata.distributions():
+        if allowed is not None and _normalise(dist.metadata["name"]) not in allowed:
+            continue
         for ep in dist.entry_points:
             if ep.group != hookspecs.PROJECT or pm.get_plugin(ep.name) or pm.is_blocked(ep.name):
                 continue

@@ -37,9 +37,11 @@ class Stat(_Model):
     keys: list[str] = Field(default_factory=list)
     missing: str = DASH  # printed when no value is stored ("—", "error", "not run")
 
+    show_interval: bool = True  # False: the mean alone (cost columns averaged over a detector's cells)
+
     @property
     def info(self) -> MetricInfo:
-        return metric_info(self.metric)
+        return info_of(self.metric)
 
     @property
     def mean(self) -> float | None:
@@ -72,6 +74,7 @@ Cell = Annotated[Union[Stat, Text, Combo], Field(discriminator="type")]
 class Column(_Model):
     header: str
     metric: str | None = None  # the column's metric, for its unit and direction (None: a label column)
+    digits: int | None = None  # decimals shown (default: by the metric's unit)
 
 
 class Row(_Model):
@@ -104,12 +107,51 @@ Block = Annotated[Union[Markdown, Table, Figure], Field(discriminator="type")]
 
 
 class Section(_Model):
-    """A titled part of a page; ``order`` sorts the sections of a page (core sections use 0-99)."""
+    """A titled part of a page (no heading when ``title`` is empty); ``order`` sorts the sections of a page
+    (core sections use 0-9 and 100+, plugins' 10-99)."""
 
     page: str
     title: str
     order: int = 50
     blocks: list[Block]
+
+
+class Page(_Model):
+    name: str  # file stem: defenses -> defenses.md / the HTML tab "defenses"
+    title: str
+    sections: list[Section]
+
+
+class Report(_Model):
+    """A suite's leaderboard as data: its pages, what every page's header states, and the provenance of every
+    stored cell a number comes from (by cell key)."""
+
+    suite: str
+    description: str
+    config_hash: str
+    model: str
+    seeds: list[int]
+    versions: dict[str, str]
+    scope: str  # grid entries that run against some attacks only ('' for a full grid)
+    generated: str  # ISO date
+    stored: int
+    total: int
+    pages: list[Page]
+    provenance: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def tables(self) -> list[tuple[Page, Section, "Table"]]:
+        return [(p, s, b) for p in self.pages for s in p.sections for b in s.blocks if isinstance(b, Table)]
+
+
+def info_of(metric: str) -> MetricInfo:
+    """The metric's declared metadata; an undeclared one is shown as a plain value (no unit, no direction) —
+    ``tests/test_report.py`` checks that every metric the built-in plugins store is declared."""
+    from bench_core.metrics import UnknownMetric
+
+    try:
+        return metric_info(metric)
+    except UnknownMetric:
+        return MetricInfo(name=metric, unit="value", direction="none", definition="(not declared)")
 
 
 # --- markdown ------------------------------------------------------------------------------------------------
@@ -124,17 +166,21 @@ def format_stat(stat: Stat, digits: int | None = None) -> str:
         return "n/a"
     scale = 100.0 if info.percent else 1.0
     if digits is None:
-        digits = {"percent": 1, "dB": 1, "count": 0, "ms": 2, "s": 1}.get(info.unit, 3)
+        digits = default_digits(info)
     text = f"{mean * scale:.{digits}f}"
-    return text if half is None else f"{text} ± {half * scale:.{digits}f}"
+    return text if half is None or not stat.show_interval else f"{text} ± {half * scale:.{digits}f}"
 
 
-def format_cell(cell: Stat | Text | Combo) -> str:
+def default_digits(info: MetricInfo) -> int:
+    return {"percent": 1, "dB": 1, "count": 0, "ms": 2, "s": 1, "nats": 3}.get(info.unit, 3)
+
+
+def format_cell(cell: Stat | Text | Combo, digits: int | None = None) -> str:
     if isinstance(cell, Text):
         return cell.text
     if isinstance(cell, Stat):
-        return format_stat(cell)
-    parts = [format_stat(p) for p in cell.parts]
+        return format_stat(cell, digits)
+    parts = [format_stat(p, digits) for p in cell.parts]
     if all(not p.values for p in cell.parts) and len({p.missing for p in cell.parts}) == 1:
         return cell.parts[0].missing
     return cell.template.format(*parts) if cell.template else cell.sep.join(parts)
@@ -144,8 +190,10 @@ def column_header(column: Column) -> str:
     """The header with its metric's unit and direction arrow when it has one (``ASR % ↓``)."""
     if column.metric is None:
         return column.header
-    info = metric_info(column.metric)
+    info = info_of(column.metric)
     suffix = " %" if info.percent else {"dB": " dB", "ms": " ms", "s": " s"}.get(info.unit, "")
+    if suffix.strip() and suffix.strip() in column.header.split():
+        suffix = ""  # the header names its unit already ("ms / image")
     arrow = f" {info.arrow}" if info.arrow else ""
     return f"{column.header}{suffix}{arrow}"
 
@@ -153,8 +201,8 @@ def column_header(column: Column) -> str:
 def markdown_table(table: Table) -> str:
     from tabulate import tabulate
 
-    rows = [[format_cell(c) + (" **(oracle)**" if i == 0 and row.oracle else "") for i, c in enumerate(row.cells)]
-            for row in table.rows]
+    rows = [[format_cell(c, table.columns[i].digits) + (" **(oracle)**" if i == 0 and row.oracle else "")
+             for i, c in enumerate(row.cells)] for row in table.rows]
     return tabulate(rows, headers=[column_header(c) for c in table.columns], tablefmt="github",
                     disable_numparse=True)
 
@@ -168,7 +216,7 @@ def render_markdown(section: Section, figures_dir: Path | None = None, heading: 
     """The section as markdown; figures are drawn as PNGs into ``figures_dir`` (linked as ``figures/...``)."""
     from bench_core.figures import render
 
-    parts = [f"{heading} {section.title}\n"]
+    parts = [f"{heading} {section.title}\n"] if section.title else []
     for block in section.blocks:
         if isinstance(block, Markdown):
             parts.append(block.text.rstrip() + "\n")
@@ -177,7 +225,7 @@ def render_markdown(section: Section, figures_dir: Path | None = None, heading: 
                 parts.append(block.caption.rstrip() + "\n")
             parts.append(markdown_table(block) + "\n")
         elif figures_dir is not None:
-            file = filename(f"{section.page}_{block.name}") + ".png"
+            file = filename(block.name) + ".png"
             render(block.spec, figures_dir / file)
             parts.append(f"![{block.caption or block.name}](figures/{file})\n")
     return "\n".join(parts)

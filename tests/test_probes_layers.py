@@ -292,6 +292,8 @@ def test_attack_targets_state_shortfalls():
         def ok(self, cells):
             return [SimpleNamespace(metrics=records[c]) for c in cells]
 
-    text = attack_targets(FakeBoard())
+    from bench_core.report import markdown_table
+
+    text = markdown_table(attack_targets(FakeBoard()))
     assert "| strong   | 95.0" in text and "meets" in text
     assert "short: ASR below 90%; CACC 8.0 points below clean" in text

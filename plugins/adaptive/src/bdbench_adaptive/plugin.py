@@ -21,3 +21,22 @@ def bdbench_report_sections(board):
     from bdbench_adaptive.report import adaptive_sections
 
     return adaptive_sections(board)
+
+
+@hookimpl
+def bdbench_metric_info():
+    """The statistics the adaptive attacks report (stored as ``attack_<key>``)."""
+    from bench_core.metrics import MetricInfo
+
+    return [
+        MetricInfo(name="attack_cover_pairs", unit="count", direction="none", label="cover pairs",
+                   definition="fine-tune pairs carrying a (partial) trigger with their true caption"),
+        MetricInfo(name="attack_poisoned_pairs", unit="count", direction="none", label="poisoned pairs",
+                   definition="fine-tune pairs whose caption the attack rewrote"),
+        MetricInfo(name="attack_cover_*", unit="count", direction="none",
+                   definition="detector_aware: cover pairs made with that detector's transformation"),
+        MetricInfo(name="attack_h_of_target", unit="index", direction="none", label="h(target)",
+                   definition="pdb_h_aware: the class index h(t) its Δ1-guess poisons name"),
+        MetricInfo(name="attack_surrogate_*_loss", unit="loss", direction="none",
+                   definition="badclip_robust: final loss of the surrogate repair it ran"),
+    ]

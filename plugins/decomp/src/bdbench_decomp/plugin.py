@@ -36,3 +36,10 @@ def bdbench_report_sections(board):
     from bdbench_decomp.findings import findings_sections
 
     return findings_sections(board)
+
+
+@hookimpl
+def bdbench_metric_info():
+    from bdbench_decomp.metric_info import DECOMP_METRICS
+
+    return DECOMP_METRICS
