@@ -222,7 +222,7 @@ def secondary_table(board: Board) -> Table:
 
 def attacks_table(board: Board) -> Table:
     """Per attack: locality, target, and every ``attack_*`` number the runner stored (PSNR, poison count, the
-    attack's own stats such as ISSBA's bit accuracy), from the no-defense cells, over seeds."""
+    statistics the attack reports of itself), from the no-defense cells, over seeds."""
     keys: list[str] = []
     for name in board.attack_specs:
         for rec in board.ok(board.select(kind="eval", attack=name, pipeline=())):
@@ -382,12 +382,9 @@ def build_report(board: Board, galleries: dict[str, Path] | None = None) -> Repo
                 Markdown(text=f"No defense, mean over seeds; target: ASR >= {100 * ASR_TARGET:.0f}% with CACC within "
                               f"{100 * CACC_TOLERANCE:.0f} points of the clean fine-tuned model ({clean_cacc}%)."),
                 attack_targets(board)]),
-            Section(page="defenses", title="Attacks", order=2, blocks=[
-                Markdown(text="PSNR of triggered vs clean test images (dB); poisoned pairs of the fine-tune set; the "
-                              "attack's own statistics (ISSBA: decoder bit accuracy and stego PSNR on held images; "
-                              "Label-Consistent: poisoned share of the target class, image–caption similarity "
-                              "before / after PGD; BadCLIP: optimisation loss)."),
-                attacks_table(board)]),
+            Section(page="defenses", title="Attacks", order=2, blocks=_with_definitions(
+                "No-defense cells, over seeds: what the runner measures of every attack (PSNR, poisoned pairs) and "
+                "the statistics each attack reports of itself. Columns:", attacks_table(board))),
             Section(page="defenses", title="Threat models", order=3, blocks=[threat_table(board)]),
             Section(page="defenses", title="All metrics", order=4, blocks=[
                 Markdown(text="ASR (all images) is the paper's variant that also counts target-class images; RA = "
@@ -429,6 +426,12 @@ def build_report(board: Board, galleries: dict[str, Path] | None = None) -> Repo
                   scope=board.scope_note().removeprefix("- grid: ").strip(), generated=dt.date.today().isoformat(),
                   stored=sum(r.status == "ok" for r in board.records.values()), total=len(board.cells),
                   pages=pages, provenance={k: _provenance(r) for k, r in board.records.items()})
+
+
+def _with_definitions(intro: str, table: Table) -> list:
+    """``intro``, a bullet per metric column with its declared definition, then the table."""
+    lines = [f"- {c.header}: {info_of(c.metric).definition}" for c in table.columns if c.metric]
+    return [Markdown(text=intro + ("\n\n" + "\n".join(lines) if lines else "")), table]
 
 
 def _provenance(rec: ResultRecord) -> dict:
