@@ -40,7 +40,7 @@ bench: $(STAMP)
 		--benchmark-json=.benchmarks/latest.json
 	$(BIN)/python -c "import json; [print(f\"{b['name']}: {b['extra_info']}\") for b in json.load(open('.benchmarks/latest.json'))['benchmarks']]"
 
-# The committed leaderboard: every method, 3 seeds (about 1 h 45 min cold on a 2-core CPU), then the adaptive
+# The committed leaderboard: every method, 3 seeds (1 h 45 min to 2 h cold on a 2-core CPU), then the adaptive
 # suite's page (adaptive.md) into the same folder (about 1 h 30 min more).
 leaderboard: $(STAMP)
 	$(BIN)/bdbench run --suite full

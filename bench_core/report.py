@@ -133,6 +133,7 @@ class Report(_Model):
     seeds: list[int]
     versions: dict[str, str]
     scope: str  # grid entries that run against some attacks only ('' for a full grid)
+    threads: str = ""  # the torch thread counts the stored cells were computed with
     generated: str  # ISO date
     stored: int
     total: int

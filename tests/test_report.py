@@ -152,3 +152,21 @@ def test_leaderboard_cli_writes_every_format(tmp_path, monkeypatch):
         assert (tmp_path / name).is_file(), name
     assert main(["leaderboard", "--suite", "quick", "--out", str(tmp_path), "--format", "pdf"]) == 2
 
+
+
+def test_the_header_states_the_thread_counts_of_the_stored_cells_and_flags_a_mix():
+    """Float reductions depend on the torch thread count, so a board whose cells were computed at different
+    counts says so (with how many of each) instead of passing as one run."""
+    from types import SimpleNamespace
+
+    from bench_core.leaderboard import Board
+
+    def board(*threads):
+        return SimpleNamespace(records={str(i): SimpleNamespace(status="ok", env={"threads": t} if t else {})
+                                        for i, t in enumerate(threads)})
+
+    assert Board.threads_note(board(2, 2, 2)) == "2 per unit (every stored cell)"
+    mixed = Board.threads_note(board(1, 2, 2, None))
+    assert mixed.startswith("1 (1 cells), 2 (2 cells), unrecorded (1 cells) — mixed")
+    assert "resources.torch_threads" in mixed
+    assert Board.threads_note(SimpleNamespace(records={})) == "none stored"
