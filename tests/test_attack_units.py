@@ -9,9 +9,8 @@ availability attack, AUROC down by as much for detectors). A weak optimisation o
 fails here instead of passing as "the defense holds".
 
 Settings: the default suite's (generated world, tiny ViT, 10-epoch fine-tunes) at one seed, so each test
-costs 2-3 fine-tunes (about 1 min each on a 2-core CPU) plus, once, the clean pretraining (about 4 min; kept
-in ``$BDBENCH_ATTACK_UNIT_HOME``, default ``~/.cache/bdbench-attack-units``). Marked ``slow``:
-``make test-slow``.
+costs 1-3 fine-tunes (about 1 min each on a 2-core CPU) plus, once, the clean pretraining (about 4 min) and
+the plain models, which are the default suite's. Marked ``slow``: ``make test-slow``.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from bdbench_adaptive.report import BREAK_POINTS
 from bench_core.runner import Runner
 from bench_core.suite import Suite, load_suite
 
@@ -32,7 +32,9 @@ SHARED = load_suite("default").model_dump(mode="json", include={"model", "data",
 
 @pytest.fixture(autouse=True)
 def _unit_home(monkeypatch):
-    home = Path(os.environ.get("BDBENCH_ATTACK_UNIT_HOME", Path.home() / ".cache" / "bdbench-attack-units"))
+    """The user's home (``$BDBENCH_ATTACK_UNIT_HOME``, else ``~/.cache/bdbench``): the clean model and the plain
+    attacks' no-defense models are the default and adaptive suites' seed-0 ones, computed once."""
+    home = Path(os.environ.get("BDBENCH_ATTACK_UNIT_HOME", Path.home() / ".cache" / "bdbench"))
     monkeypatch.setenv("BDBENCH_HOME", str(home))
 
 
@@ -48,107 +50,105 @@ def run(name: str, attacks: list, pipelines: list = ([],), detectors: list = ())
     return {(c.attack, c.detector or c.pipeline): records[c.key].metrics for c in runner.plan.cells}
 
 
-def points(value: float) -> float:
-    return 100 * value
+def assert_breaks(what: str, plain: float, adaptive: float, rises: bool) -> None:
+    """The adaptive report's rule: the adaptive attack moves the metric by BREAK_POINTS or more (up for ASR,
+    down for CACC and AUROC). Prints the measured pair (``pytest -rP`` shows it)."""
+
+    delta = 100 * ((adaptive - plain) if rises else (plain - adaptive))
+    print(f"{what}: plain {100 * plain:.1f}%, adaptive {100 * adaptive:.1f}% ({delta:+.1f} points toward a break)")
+    assert delta >= BREAK_POINTS, f"{what}: plain {plain:.3f}, adaptive {adaptive:.3f}"
 
 
 def test_pdb_h_aware_breaks_a_pdb_whose_trigger_it_can_guess():
     """Weakened PDB: Δ1 is a solid in-range 4 px corner square (inside the attack's guess distribution) and
     the defensive backdoor is trained lightly (5% reserve, no repeats)."""
-    from bdbench_adaptive.report import BREAK_POINTS
 
     weak = {"name": "pdb", "label": "weak_pdb",
             "config": {"trigger_value": 1.0, "repeat": 1, "reserve_fraction": 0.05}}
     m = run("pdb_h_aware", ["blended", {"name": "pdb_h_aware", "config": {"poison_rate": 0.1},
-                                        "targets": ["weak_pdb"]}], pipelines=[[], [weak]])
+                                        "targets": ["weak_pdb"]}], pipelines=[[weak]])
     plain, adaptive = m[("blended", ("weak_pdb",))]["asr"], m[("pdb_h_aware", ("weak_pdb",))]["asr"]
-    assert points(adaptive - plain) >= BREAK_POINTS, (plain, adaptive)
+    assert_breaks("ASR under the weakened defense", plain, adaptive, rises=True)
 
 
 def test_pdb_collision_breaks_the_clean_accuracy_of_a_pdb_it_can_imitate():
-    """Weakened PDB: Δ1's value is in [0, 1] (the imitation is exact) and its defensive backdoor is light."""
-    from bdbench_adaptive.report import BREAK_POINTS
+    """Weakened PDB: Δ1's value is 1.0, inside [0, 1], so the attacker's imitation (value 1.0, the published size
+    and pattern) is exact; the reference's 2.0 is what keeps an image from carrying Δ1. The defensive backdoor
+    keeps the reference reserve and repeats, so the defense still works without an attack: a lighter one (2%
+    reserve, no repeats) measured 19.3% CACC with no attack, leaving an availability attack nothing to take."""
 
-    weak = {"name": "pdb", "label": "weak_pdb",
-            "config": {"trigger_value": 1.0, "repeat": 1, "reserve_fraction": 0.02}}
+    weak = {"name": "pdb", "label": "weak_pdb", "config": {"trigger_value": 1.0}}
     m = run("pdb_collision", [{"name": "pdb_collision", "config": {"poison_rate": 0.1}, "targets": ["weak_pdb"]}],
-            pipelines=[[], [weak]])
+            pipelines=[[weak]])
     clean, attacked = m[("none", ("weak_pdb",))]["cacc"], m[("pdb_collision", ("weak_pdb",))]["cacc"]
-    assert points(clean - attacked) >= BREAK_POINTS, (clean, attacked)
+    assert_breaks("CACC under the weakened PDB", clean, attacked, rises=False)
 
 
 def test_reference_contamination_evades_a_detector_that_trusts_a_heavily_contaminated_reference():
     """Weakened Decomp-Det: a third of its clean reference is triggered (the attacker's rate set high)."""
-    from bdbench_adaptive.report import BREAK_POINTS
 
     m = run("reference_contamination", ["badnet", {"name": "reference_contamination",
                                                    "config": {"contamination_rate": 0.33}, "targets": ["decomp_det"]}],
             detectors=["decomp_det"])
     plain, adaptive = m[("badnet", "decomp_det")]["auroc"], m[("reference_contamination", "decomp_det")]["auroc"]
-    assert points(plain - adaptive) >= BREAK_POINTS, (plain, adaptive)
+    assert_breaks("AUROC of the weakened detector", plain, adaptive, rises=False)
 
 
 def test_adaptive_blend_evades_strip_on_few_blends():
     """Weakened STRIP: 4 blends at ratio 0.7 (the input dominates): a full blend trigger survives such blends
     and is caught; Adaptive-Blend's partial-trigger training makes its trigger fragile under blending."""
-    from bdbench_adaptive.report import BREAK_POINTS
 
     weak = {"name": "strip", "label": "weak_strip", "config": {"n_blends": 4, "alpha": 0.7}}
     m = run("adaptive_blend", ["blended", {"name": "adaptive_blend", "targets": ["weak_strip"]}], detectors=[weak])
     plain, adaptive = m[("blended", "weak_strip")]["auroc"], m[("adaptive_blend", "weak_strip")]["auroc"]
-    assert points(plain - adaptive) >= BREAK_POINTS, (plain, adaptive)
+    assert_breaks("AUROC of the weakened detector", plain, adaptive, rises=False)
 
 
 def test_adaptive_patch_evades_decomp_det_at_a_strict_threshold():
     """Weakened Decomp-Det: epsilon at the 1% quantile (only heads far from every clean image count)."""
-    from bdbench_adaptive.report import BREAK_POINTS
 
     weak = {"name": "decomp_det", "label": "weak_det", "config": {"epsilon_quantile": 0.01}}
     m = run("adaptive_patch", ["badnet", {"name": "adaptive_patch", "targets": ["weak_det"]}], detectors=[weak])
     plain, adaptive = m[("badnet", "weak_det")]["auroc"], m[("adaptive_patch", "weak_det")]["auroc"]
-    assert points(plain - adaptive) >= BREAK_POINTS, (plain, adaptive)
+    assert_breaks("AUROC of the weakened detector", plain, adaptive, rises=False)
 
 
 def test_detector_aware_evades_a_single_scale_scale_up():
     """Weakened SCALE-UP: one amplification factor (3), the transformation the attack's cover pairs use."""
-    from bdbench_adaptive.report import BREAK_POINTS
 
     weak = {"name": "scale_up", "label": "weak_scale_up", "config": {"scales": [3.0]}}
     m = run("detector_aware", ["blended", {"name": "detector_aware", "config": {"cover_rate": 0.1},
                                            "targets": ["weak_scale_up"]}], detectors=[weak])
     plain, adaptive = m[("blended", "weak_scale_up")]["auroc"], m[("detector_aware", "weak_scale_up")]["auroc"]
-    assert points(plain - adaptive) >= BREAK_POINTS, (plain, adaptive)
+    assert_breaks("AUROC of the weakened detector", plain, adaptive, rises=False)
 
 
 def test_decomp_evasion_evades_decomp_det_at_a_strict_threshold():
     """Weakened Decomp-Det (1% quantile epsilon) against the strongest penalty of the sweep."""
-    from bdbench_adaptive.report import BREAK_POINTS
 
     weak = {"name": "decomp_det", "label": "weak_det", "config": {"epsilon_quantile": 0.01}}
     m = run("decomp_evasion", ["badnet", {"name": "decomp_evasion", "config": {"penalty_weight": 10.0},
                                           "targets": ["weak_det"]}], detectors=[weak])
     plain, adaptive = m[("badnet", "weak_det")]["auroc"], m[("decomp_evasion", "weak_det")]["auroc"]
-    assert points(plain - adaptive) >= BREAK_POINTS, (plain, adaptive)
+    assert_breaks("AUROC of the weakened detector", plain, adaptive, rises=False)
 
 
 def test_badclip_robust_survives_a_short_cleanclip():
     """Weakened CleanCLIP: 3 epochs at a quarter of the learning rate; the surrogate the attack runs is
     exactly this repair, so its patch is optimised against the very model change it will meet."""
-    from bdbench_adaptive.report import BREAK_POINTS
 
     weak = {"name": "cleanclip", "label": "weak_cleanclip", "config": {"epochs": 3, "lr": 1.25e-4}}
     m = run("badclip_robust", ["badclip", {"name": "badclip_robust", "targets": ["weak_cleanclip"]}],
-            pipelines=[[], [weak]])
+            pipelines=[[weak]])
     plain, adaptive = m[("badclip", ("weak_cleanclip",))]["asr"], m[("badclip_robust", ("weak_cleanclip",))]["asr"]
-    assert points(adaptive - plain) >= BREAK_POINTS, (plain, adaptive)
+    assert_breaks("ASR under the weakened defense", plain, adaptive, rises=True)
 
 
 def test_low_confidence_evades_strip_with_entropy_of_few_blends():
     """Weakened STRIP: 4 blends at ratio 0.7; a barely-winning target gives high-entropy blends like a clean
     image's."""
-    from bdbench_adaptive.report import BREAK_POINTS
 
     weak = {"name": "strip", "label": "weak_strip", "config": {"n_blends": 4, "alpha": 0.7}}
     m = run("low_confidence", ["blended", {"name": "low_confidence", "targets": ["weak_strip"]}], detectors=[weak])
     plain, adaptive = m[("blended", "weak_strip")]["auroc"], m[("low_confidence", "weak_strip")]["auroc"]
-    assert points(plain - adaptive) >= BREAK_POINTS, (plain, adaptive)
+    assert_breaks("AUROC of the weakened detector", plain, adaptive, rises=False)
