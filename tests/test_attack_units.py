@@ -27,7 +27,7 @@ from bench_core.suite import Suite, load_suite
 pytestmark = pytest.mark.slow
 
 SHARED = load_suite("default").model_dump(mode="json", include={"model", "data", "pretrain", "finetune",
-                                                                   "evaluation"}, exclude_none=True)
+                                                                   "evaluation", "resources"}, exclude_none=True)
 
 
 @pytest.fixture(autouse=True)
@@ -50,13 +50,15 @@ def run(name: str, attacks: list, pipelines: list = ([],), detectors: list = ())
     return {(c.attack, c.detector or c.pipeline): records[c.key].metrics for c in runner.plan.cells}
 
 
-def assert_breaks(what: str, plain: float, adaptive: float, rises: bool) -> None:
+def assert_breaks(what: str, plain: float, adaptive: float, rises: bool,
+                  names: tuple[str, str] = ("plain", "adaptive")) -> None:
     """The adaptive report's rule: the adaptive attack moves the metric by BREAK_POINTS or more (up for ASR,
     down for CACC and AUROC). Prints the measured pair (``pytest -rP`` shows it)."""
 
     delta = 100 * ((adaptive - plain) if rises else (plain - adaptive))
-    print(f"{what}: plain {100 * plain:.1f}%, adaptive {100 * adaptive:.1f}% ({delta:+.1f} points toward a break)")
-    assert delta >= BREAK_POINTS, f"{what}: plain {plain:.3f}, adaptive {adaptive:.3f}"
+    a, b = names
+    print(f"{what}: {a} {100 * plain:.1f}%, {b} {100 * adaptive:.1f}% ({delta:+.1f} points toward a break)")
+    assert delta >= BREAK_POINTS, f"{what}: {a} {plain:.3f}, {b} {adaptive:.3f}"
 
 
 def test_pdb_h_aware_breaks_a_pdb_whose_trigger_it_can_guess():
@@ -133,15 +135,22 @@ def test_decomp_evasion_evades_decomp_det_at_a_strict_threshold():
     assert_breaks("AUROC of the weakened detector", plain, adaptive, rises=False)
 
 
-def test_badclip_robust_survives_a_short_cleanclip():
-    """Weakened CleanCLIP: 3 epochs at a quarter of the learning rate; the surrogate the attack runs is
-    exactly this repair, so its patch is optimised against the very model change it will meet."""
+def test_badclip_robust_survives_a_cleanclip_that_removes_plain_badclip():
+    """Target: CleanCLIP at 4x the suite's learning rate (10 epochs). The test needs a repair that removes the
+    plain attack, or the adaptive one has nothing to break: in this world the reference CleanCLIP leaves plain
+    BadCLIP intact (96.7% ASR on the board), and so did the weakened one first used here (3 epochs at a
+    quarter of the rate: plain 98.3%, robust 97.8%). At 4x the rate plain BadCLIP falls from 98.4 to 66.6%
+    (CACC 92.5 -> 85.2%). The robust variant runs this very repair, white-box, as its surrogate; it must keep
+    10 points more ASR."""
 
-    weak = {"name": "cleanclip", "label": "weak_cleanclip", "config": {"epochs": 3, "lr": 1.25e-4}}
-    m = run("badclip_robust", ["badclip", {"name": "badclip_robust", "targets": ["weak_cleanclip"]}],
-            pipelines=[[weak]])
-    plain, adaptive = m[("badclip", ("weak_cleanclip",))]["asr"], m[("badclip_robust", ("weak_cleanclip",))]["asr"]
-    assert_breaks("ASR under the weakened defense", plain, adaptive, rises=True)
+    target = {"name": "cleanclip", "label": "cleanclip_4x_lr", "config": {"lr": 2e-3}}
+    m = run("badclip_robust", ["badclip", {"name": "badclip_robust", "targets": ["cleanclip_4x_lr"]}],
+            pipelines=[[], [target]])
+    undefended, plain = m[("badclip", ())]["asr"], m[("badclip", ("cleanclip_4x_lr",))]["asr"]
+    adaptive = m[("badclip_robust", ("cleanclip_4x_lr",))]["asr"]
+    assert_breaks("plain BadCLIP's ASR lowered by the target (precondition)", undefended, plain, rises=False,
+                  names=("no defense", "under the target"))
+    assert_breaks("ASR under the target", plain, adaptive, rises=True)
 
 
 def test_low_confidence_evades_strip_with_entropy_of_few_blends():
