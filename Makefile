@@ -41,7 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python -c "import json; [print(f\"{b['name']}: {b['extra_info']}\") for b in json.load(open('.benchmarks/latest.json'))['benchmarks']]"
 
 # The committed leaderboard: every method, 3 seeds (1 h 45 min to 2 h cold on a 2-core CPU), then the adaptive
-# suite's page (adaptive.md) into the same folder (about 1 h 30 min more).
+# suite's page (adaptive.md) into the same folder (1 h 17 min more on 2026-12-04).
 leaderboard: $(STAMP)
 	$(BIN)/bdbench run --suite full
 	$(BIN)/bdbench leaderboard --suite full --out leaderboards/default --format markdown,html,latex,csv
