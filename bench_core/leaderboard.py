@@ -138,10 +138,10 @@ class Board:
         counts = Counter(r.env.get("threads") for r in self.records.values() if r.status == "ok")
         if not counts:
             return "none stored"
-        ordered = sorted(counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
-        parts = [f"{t if t is not None else 'unrecorded'} ({n} cells)" for t, n in ordered]
         if len(counts) == 1:
             return f"{next(iter(counts)) or 'unrecorded'} per unit (every stored cell)"
+        ordered = sorted(counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
+        parts = [f"{t if t is not None else 'unrecorded'} ({n} cells)" for t, n in ordered]
         return (", ".join(parts) + " — mixed: numbers computed at different thread counts differ beyond the last "
                 "bits once a fine-tune amplifies float rounding; pin `resources.torch_threads` and rerun")
 

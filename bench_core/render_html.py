@@ -54,7 +54,8 @@ def render_html(report: Report, figures_dir: Path) -> str:
         title=_e(f"bdbench leaderboard — {report.suite}"), suite=_e(report.suite), description=_e(report.description),
         config_hash=_e(report.config_hash), model=_e(report.model), seeds=_e(", ".join(map(str, report.seeds))),
         versions=_e(versions), scope=f"<li>grid: {_e(report.scope)}</li>" if report.scope else "",
-        threads=_e(report.threads), generated=_e(report.generated), stored=report.stored, total=report.total, tabs="".join(tabs),
+        threads=_e(report.threads), generated=_e(report.generated), stored=report.stored, total=report.total,
+        tabs="".join(tabs),
         filters=filters, body="\n".join(bodies), provenance=provenance, css=_CSS, script=_SCRIPT)
 
 
