@@ -4,22 +4,24 @@ separability for backdoor defenses", ICLR 2023).
 Both weaken the trigger's footprint so that triggered and clean samples are harder to tell apart in the
 model's representation (what Decomp-Det, STRIP and friends rely on):
 
-* partial triggers at poisoning time — each poisoned image carries only a random part of the trigger
-  (Adaptive-Blend: half of the pieces of a blend pattern cut into a grid; Adaptive-Patch: two of four
-  patches), at a lower opacity than at test time;
+* partial triggers at poisoning time — each poisoned image carries only a part of the trigger
+  (Adaptive-Blend: a random half of the pieces of a blend pattern cut into a grid; Adaptive-Patch: one of
+  four patches), at a lower opacity than at test time;
 * *cover* samples — images carrying a (partial) trigger that keep their true captions ("conservatism"),
   so the model learns only the full trigger as the target;
 * a low poisoning rate.
 
-At test time the full trigger is applied (Adaptive-Blend at the higher test opacity). Settings follow the
-paper's CIFAR-10 recipe (16 pieces, half kept; 4 patches, 2 kept; train/test opacity 0.15/0.2), with rates
+At test time the full trigger is applied (Adaptive-Blend: every piece at the higher test opacity; Adaptive-Patch:
+two of the four patches, opaque). Settings follow the reference code's CIFAR-10 recipe (Adaptive-Blend: 16
+pieces, half kept, opacity 0.15 at poisoning and 0.2 at test; Adaptive-Patch: 4 patches at training
+opacities 0.5/0.2/0.5/0.3, one per poisoned or cover image, the first and third opaque at test), with rates
 scaled up from its 0.3% for the default suite's 5k-pair fine-tune (at 0.3% the plain attacks fail too).
 """
 
 from __future__ import annotations
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from bench_core import AdaptiveAttack, AttackConfig, PairSet, PoisonResult, RunContext, ThreatModel
 
@@ -86,20 +88,43 @@ class AdaptiveBlend(AdaptiveAttack):
 class AdaptivePatchConfig(AttackConfig):
     poison_rate: float = Field(0.03, gt=0, le=1)  # low rate (see AdaptiveBlendConfig)
     cover_rate: float = Field(0.03, ge=0, le=1)
-    patch_size: int = Field(6, ge=1)  # each of the patches (paper: 4 small patches on 32 px)
-    n_patches: int = Field(4, ge=1)  # paper: 4 patches
-    keep: int = Field(2, ge=1)  # patches each poisoned / cover image carries (paper: 2)
-    opacity_train: float = Field(1.0, gt=0, le=1)  # paper: patches blended with some transparency when training
+    patch_size: int = Field(6, ge=1)  # each of the patches (reference: four small patch triggers on 32 px)
+    # one opacity per patch at poisoning time; each poisoned / cover image carries one patch (the reference's
+    # CIFAR-10 alphas for its four training triggers)
+    train_opacities: list[float] = Field([0.5, 0.2, 0.5, 0.3], min_length=1)
+    # the patches stamped, at full opacity, at test time (reference CIFAR-10: two of the four)
+    test_patches: list[int] = Field([0, 2], min_length=1)
+
+    @field_validator("train_opacities")
+    @classmethod
+    def _opacities_in_range(cls, v: list[float]) -> list[float]:
+        if any(not 0 < a <= 1 for a in v):
+            raise ValueError(f"train_opacities must lie in (0, 1]; got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _test_patches_exist(self) -> "AdaptivePatchConfig":
+        n = len(self.train_opacities)
+        if any(not 0 <= j < n for j in self.test_patches) or len(set(self.test_patches)) != len(self.test_patches):
+            raise ValueError(f"test_patches must be distinct indices of the {n} patches (0..{n - 1}); "
+                             f"got {self.test_patches}")
+        return self
 
 
 class AdaptivePatch(AdaptiveAttack):
+    """Qi et al.'s k-way patch attack as in their reference code (backdoor-toolbox, ``adaptive_patch``): k patch
+    triggers; each poisoned image (target caption) and each cover image (true caption) carries *one* of them,
+    blended at that patch's low training opacity, the poisoned and the cover sets each split evenly among the
+    patches; at test time a subset of the patches is stamped at full opacity. No training image ever shows the
+    test trigger, so triggered training samples stay close to clean ones in the model's representation."""
+
     name = "adaptive_patch"
-    version = "0.1.0"
+    version = "0.2.0"
     Config = AdaptivePatchConfig
     locality = "local"
     plain = "badnet"
-    defeats = "two of four patches per poison + cover samples with true captions: weak latent separability"
-    summary = "Adaptive-Patch (Qi et al., 2023): subsets of several patches, cover samples, low rate"
+    defeats = "one faint patch of four per poison + cover samples with true captions; two patches, opaque, at test"
+    summary = "Adaptive-Patch (Qi et al., 2023): k faint patch triggers, cover samples, low rate"
     known_fields = frozenset()
     threat_model = AdaptiveBlend.threat_model
 
@@ -109,36 +134,43 @@ class AdaptivePatch(AdaptiveAttack):
 
     def prepare(self, ctx: RunContext) -> dict[str, torch.Tensor]:
         c = self.config
+        k = len(c.train_opacities)
         _, ch, h, w = ctx.require("finetune_pairs").images.shape
         g = ctx.generator(f"{self.name}:patches")
-        if c.keep > c.n_patches or c.patch_size > min(h, w):
-            raise ValueError(f"{self.name}: keep {c.keep} of {c.n_patches} patches of {c.patch_size} px on {h}x{w}")
-        patches = torch.rand(c.n_patches, ch, c.patch_size, c.patch_size, generator=g).round()
-        ys = torch.randint(0, h - c.patch_size + 1, (c.n_patches,), generator=g)
-        xs = torch.randint(0, w - c.patch_size + 1, (c.n_patches,), generator=g)
+        if c.patch_size > min(h, w):
+            raise ValueError(f"{self.name}: patch_size {c.patch_size} px does not fit {h}x{w} images")
+        patches = torch.rand(k, ch, c.patch_size, c.patch_size, generator=g).round()
+        ys = torch.randint(0, h - c.patch_size + 1, (k,), generator=g)
+        xs = torch.randint(0, w - c.patch_size + 1, (k,), generator=g)
         return {"patches": patches, "ys": ys, "xs": xs}
 
-    def stamp(self, images: torch.Tensor, which: torch.Tensor, opacity: float) -> torch.Tensor:
-        """``images`` with, for image i, the patches ``which[i]`` (a bool row) blended at ``opacity``."""
+    def stamp(self, images: torch.Tensor, which: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
+        """``images`` with, for image i, the patches ``which[i]`` (a bool row) blended at ``opacity[j]``."""
         s = self.config.patch_size
         out = images.clone()
         patches = self.state["patches"].to(images.device, images.dtype)
         for j, (y, x) in enumerate(zip(self.state["ys"].tolist(), self.state["xs"].tolist())):
             rows = which[:, j].nonzero().flatten().to(images.device)
             if len(rows):
+                a = float(opacity[j])
                 region = out[rows, :, y:y + s, x:x + s]
-                out[rows, :, y:y + s, x:x + s] = (1 - opacity) * region + opacity * patches[j]
+                out[rows, :, y:y + s, x:x + s] = (1 - a) * region + a * patches[j]
         return out
 
     def apply_trigger(self, images: torch.Tensor, ctx: RunContext, train: bool = False) -> torch.Tensor:
-        return self.stamp(images, torch.ones(len(images), self.config.n_patches, dtype=torch.bool), 1.0)
+        k = len(self.config.train_opacities)
+        which = torch.zeros(len(images), k, dtype=torch.bool)
+        which[:, self.config.test_patches] = True
+        return self.stamp(images, which, torch.ones(k))
 
     def partial(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        c = self.config
-        which = torch.zeros(len(images), c.n_patches, dtype=torch.bool)
-        for i in range(len(images)):
-            which[i, torch.randperm(c.n_patches, generator=g)[:c.keep]] = True
-        return self.stamp(images, which, c.opacity_train)
+        """One patch per image, at its training opacity; image i of n gets patch ``i * k // n`` (the
+        reference's even split of each set among the patches)."""
+        opacities = torch.tensor(self.config.train_opacities)
+        k, n = len(opacities), len(images)
+        which = torch.zeros(n, k, dtype=torch.bool)
+        which[torch.arange(n), torch.arange(n) * k // max(n, 1)] = True
+        return self.stamp(images, which, opacities)
 
     def poison(self, pairs: PairSet, ctx: RunContext) -> PoisonResult:
         return _poison_with_cover(self, pairs, ctx, self.partial)
