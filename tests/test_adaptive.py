@@ -203,3 +203,45 @@ def test_adaptive_report_verdicts():
     assert "holds (AUROC -1.3 points)" in rows[("low_confidence", "strip")]
     assert "adaptive attack weak: 45.0% ASR without a defense" in rows[("low_confidence", "strip")]
     assert "fails on the plain attack already" in rows[("adaptive_patch", "strip")]
+
+
+def test_adaptive_patch_follows_the_reference_k_way_recipe(tiny_data, tiny_model):
+    """Each poisoned / cover image carries exactly one patch, at that patch's training opacity, each set split
+    evenly among the patches; the test trigger is the chosen patches, opaque; bad settings are refused."""
+    from bdbench_adaptive.qi2023 import AdaptivePatch
+
+    from conftest import make_context
+
+    ctx = make_context(tiny_data, model=tiny_model)
+    pairs = tiny_data.finetune
+    attack = AdaptivePatch({"patch_size": 3, "poison_rate": 0.2, "cover_rate": 0.2})
+    state = attack.prepare(ctx)
+    state.update(ys=torch.tensor([0, 0, 8, 8]), xs=torch.tensor([0, 8, 0, 8]))  # apart, so each is checkable
+    attack.load_state(state)
+    opacities, s = attack.config.train_opacities, attack.config.patch_size
+    ys, xs, patches = state["ys"].tolist(), state["xs"].tolist(), state["patches"]
+    result = attack.poison(pairs, ctx)
+    for rows in (result.poisoned, result.cover):
+        counts = torch.zeros(len(opacities), dtype=torch.long)
+        for i in rows.tolist():
+            before, after = pairs.images[i], result.pairs.images[i]
+            changed = [j for j, (y, x) in enumerate(zip(ys, xs))
+                       if not torch.equal(after[:, y:y + s, x:x + s], before[:, y:y + s, x:x + s])]
+            assert len(changed) == 1, (i, changed)
+            j = changed[0]
+            y, x = ys[j], xs[j]
+            want = (1 - opacities[j]) * before[:, y:y + s, x:x + s] + opacities[j] * patches[j]
+            assert torch.allclose(after[:, y:y + s, x:x + s], want, atol=1e-6)
+            counts[j] += 1
+        assert len(rows) >= len(opacities) and int(counts.max() - counts.min()) <= 1
+    triggered = attack.apply_trigger(pairs.images[:4], ctx)
+    for j in range(len(opacities)):
+        region = triggered[:, :, ys[j]:ys[j] + s, xs[j]:xs[j] + s]
+        if j in attack.config.test_patches:
+            assert torch.equal(region, patches[j].expand(4, -1, -1, -1))
+        else:
+            assert torch.equal(region, pairs.images[:4, :, ys[j]:ys[j] + s, xs[j]:xs[j] + s])
+    with pytest.raises(ValueError, match=r"test_patches must be distinct indices of the 4 patches \(0..3\); got \[0, 4\]"):
+        AdaptivePatch({"test_patches": [0, 4]})
+    with pytest.raises(ValueError, match=r"train_opacities must lie in \(0, 1\]"):
+        AdaptivePatch({"train_opacities": [0.5, 1.5]})

@@ -6,6 +6,12 @@ has no reason to erase). This white-box variant runs the targeted defense itself
 attacker's clean data (``surrogate_pairs`` of its fine-tune pairs; it does not have the defender's held-out
 set) — on a copy of the clean CLIP, and optimises the patch on both models in turn (expectation over the
 defense), so the trigger's features are those that survive the repair.
+
+The alternation needs the optimisation run to convergence: at BadCLIP's 300 steps the patch stays close to the
+plain one. Measured at seed 0 on the default suite's world against CleanCLIP at 4x its learning rate (the attack
+unit test's target, which lowers plain BadCLIP from 98.4 to 66.6% ASR): this attack at 300 steps 67.4%, at
+1,500 steps 82.0% (98.3% without a defense); plain BadCLIP at 1,500 steps 55.7% — the gain comes from the
+repaired surrogate, not from the longer optimisation.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ from bdbench_attacks.badclip import BadCLIP, BadCLIPConfig
 
 
 class BadCLIPRobustConfig(BadCLIPConfig):
+    steps: int = Field(1500, ge=0)  # 5x BadCLIP's 300: the two-model alternation converges slowly (module docstring)
     surrogate_pairs: int = Field(1000, ge=2)  # attacker's clean pairs for the surrogate repair (CleanCLIP's 1,000)
 
 
 class BadCLIPRobust(AdaptiveAttack, BadCLIP):
     name = "badclip_robust"
-    version = "0.1.0"
+    version = "0.2.0"
     Config = BadCLIPRobustConfig
     plain = "badclip"
     defeats = "patch optimised on the clean CLIP and on a surrogate repaired by the defense itself"
