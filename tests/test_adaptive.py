@@ -17,6 +17,7 @@ from bench_core.report import Stat, render_markdown
 from bench_core.stress import applicable_attacks, stress_suite
 from bench_core.suite import Suite, load_suite
 from bench_core.workspace import Workspace
+from conftest import make_context
 
 QUICK = load_suite("quick").model_dump(mode="json", exclude_none=True)
 
@@ -210,8 +211,6 @@ def test_adaptive_patch_follows_the_reference_k_way_recipe(tiny_data, tiny_model
     evenly among the patches; the test trigger is the chosen patches, opaque; bad settings are refused."""
     from bdbench_adaptive.qi2023 import AdaptivePatch
 
-    from conftest import make_context
-
     ctx = make_context(tiny_data, model=tiny_model)
     pairs = tiny_data.finetune
     attack = AdaptivePatch({"patch_size": 3, "poison_rate": 0.2, "cover_rate": 0.2})
@@ -241,7 +240,8 @@ def test_adaptive_patch_follows_the_reference_k_way_recipe(tiny_data, tiny_model
             assert torch.equal(region, patches[j].expand(4, -1, -1, -1))
         else:
             assert torch.equal(region, pairs.images[:4, :, ys[j]:ys[j] + s, xs[j]:xs[j] + s])
-    with pytest.raises(ValueError, match=r"test_patches must be distinct indices of the 4 patches \(0..3\); got \[0, 4\]"):
+    with pytest.raises(ValueError,
+                       match=r"test_patches must be distinct indices of the 4 patches \(0..3\); got \[0, 4\]"):
         AdaptivePatch({"test_patches": [0, 4]})
     with pytest.raises(ValueError, match=r"train_opacities must lie in \(0, 1\]"):
         AdaptivePatch({"train_opacities": [0.5, 1.5]})

@@ -144,15 +144,15 @@ class AdaptivePatch(AdaptiveAttack):
         xs = torch.randint(0, w - c.patch_size + 1, (k,), generator=g)
         return {"patches": patches, "ys": ys, "xs": xs}
 
-    def stamp(self, images: torch.Tensor, which: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
-        """``images`` with, for image i, the patches ``which[i]`` (a bool row) blended at ``opacity[j]``."""
+    def stamp(self, images: torch.Tensor, which: torch.Tensor, opacities: list[float]) -> torch.Tensor:
+        """``images`` with, for image i, the patches ``which[i]`` (a bool row), patch j blended at ``opacities[j]``."""
         s = self.config.patch_size
         out = images.clone()
         patches = self.state["patches"].to(images.device, images.dtype)
         for j, (y, x) in enumerate(zip(self.state["ys"].tolist(), self.state["xs"].tolist())):
             rows = which[:, j].nonzero().flatten().to(images.device)
             if len(rows):
-                a = float(opacity[j])
+                a = opacities[j]
                 region = out[rows, :, y:y + s, x:x + s]
                 out[rows, :, y:y + s, x:x + s] = (1 - a) * region + a * patches[j]
         return out
@@ -161,12 +161,12 @@ class AdaptivePatch(AdaptiveAttack):
         k = len(self.config.train_opacities)
         which = torch.zeros(len(images), k, dtype=torch.bool)
         which[:, self.config.test_patches] = True
-        return self.stamp(images, which, torch.ones(k))
+        return self.stamp(images, which, [1.0] * k)
 
     def partial(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """One patch per image, at its training opacity; image i of n gets patch ``i * k // n`` (the
         reference's even split of each set among the patches)."""
-        opacities = torch.tensor(self.config.train_opacities)
+        opacities = self.config.train_opacities
         k, n = len(opacities), len(images)
         which = torch.zeros(n, k, dtype=torch.bool)
         which[torch.arange(n), torch.arange(n) * k // max(n, 1)] = True
