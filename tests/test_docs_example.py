@@ -2,7 +2,8 @@
 
 ``docs/examples/bdbench_example_defense`` is pip-installed (editable, offline: ``--no-deps --no-index
 --no-build-isolation``) into the running interpreter's environment unless it is already importable from this
-checkout. Everything that reads entry points then runs in a subprocess, so the registry is built fresh, with
+checkout (``make test`` installs both examples beforehand, as the guide says to, so that the contract tests
+cover them from a fresh clone; this install is for a bare ``pytest`` elsewhere). Everything that reads entry points then runs in a subprocess, so the registry is built fresh, with
 ``BDBENCH_HOME`` pointing at a temporary folder. The suite is a miniature world (about 25 s on a 2-core CPU);
 its numbers mean nothing, only that the example's row exists and holds numbers.
 """
