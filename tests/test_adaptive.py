@@ -201,7 +201,7 @@ def test_adaptive_report_verdicts():
     assert "**breaks**: ASR +64.0 points" in rows[("pdb_h_aware", "pdb")]  # 70.0 - 6.0
     assert "70.0 ± 24.8" in rows[("pdb_h_aware", "pdb")]
     assert "**breaks** (availability): CACC −45.0 points" in rows[("pdb_collision", "pdb")]
-    assert "holds (AUROC -1.3 points)" in rows[("low_confidence", "strip")]
+    assert "holds (AUROC −1.3 points)" in rows[("low_confidence", "strip")]
     assert "adaptive attack weak: 45.0% ASR without a defense" in rows[("low_confidence", "strip")]
     assert "fails on the plain attack already" in rows[("adaptive_patch", "strip")]
 

@@ -142,6 +142,12 @@ def _defense_row(board, attack, target, pipeline: tuple[str, ...]) -> Row:
                                            "threat_model": target.threat_model})
 
 
+def _signed(points: float) -> str:
+    """``+1.9`` / ``−1.1``: the same minus sign (U+2212) as the "breaks"/"evaded" verdicts use."""
+    text = f"{points:+.1f}"
+    return "−" + text[1:] if text.startswith("-") else text
+
+
 def _defense_verdict(plain: Stat, adaptive: Stat) -> str:
     p, a = _mean(plain), _mean(adaptive)
     if p is None or a is None:
@@ -151,7 +157,7 @@ def _defense_verdict(plain: Stat, adaptive: Stat) -> str:
     delta = 100 * (a - p)
     if delta >= BREAK_POINTS:
         return f"**breaks**: ASR +{delta:.1f} points" + (" (within seed noise)" if _noise(plain, adaptive) else "")
-    return f"holds (ASR {delta:+.1f} points)"
+    return f"holds (ASR {_signed(delta)} points)"
 
 
 def _availability_verdict(plain_cacc: Stat, adaptive_cacc: Stat) -> str:
@@ -162,7 +168,7 @@ def _availability_verdict(plain_cacc: Stat, adaptive_cacc: Stat) -> str:
     if drop >= BREAK_POINTS:
         return f"**breaks** (availability): CACC −{drop:.1f} points" + (
             " (within seed noise)" if _noise(plain_cacc, adaptive_cacc) else "")
-    return f"holds (CACC {-drop:+.1f} points)"
+    return f"holds (CACC {_signed(-drop)} points)"
 
 
 def _detector_row(board, attack, target) -> Row:
@@ -184,7 +190,7 @@ def _detector_row(board, attack, target) -> Row:
         drop = 100 * (p - a)
         verdict = (f"**evaded**: AUROC −{drop:.1f} points" + (" (within seed noise)" if _noise(plain_auroc, adaptive_auroc)
                                                                else "")
-                   if drop >= BREAK_POINTS else f"holds (AUROC {-drop:+.1f} points)")
+                   if drop >= BREAK_POINTS else f"holds (AUROC {_signed(-drop)} points)")
     verdict += _keeps(no_def)
     return Row(cells=[Text(text=attack.label), Text(text=target.label), Text(text=_knows(attack)),
                       Text(text=plain or f"{attack.plain} (not in suite)"),
