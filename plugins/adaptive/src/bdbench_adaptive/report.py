@@ -143,7 +143,7 @@ def _defense_row(board, attack, target, pipeline: tuple[str, ...]) -> Row:
 
 
 def _signed(points: float) -> str:
-    """``+1.9`` / ``−1.1``: the same minus sign (U+2212) as the "breaks"/"evaded" verdicts use."""
+    """A verdict's change in points, ``+1.9`` / ``−1.1``: always signed, with the typographic minus (U+2212)."""
     text = f"{points:+.1f}"
     return "−" + text[1:] if text.startswith("-") else text
 
@@ -156,7 +156,7 @@ def _defense_verdict(plain: Stat, adaptive: Stat) -> str:
         return f"broken by the plain attack already ({100 * p:.1f}% ASR)"
     delta = 100 * (a - p)
     if delta >= BREAK_POINTS:
-        return f"**breaks**: ASR +{delta:.1f} points" + (" (within seed noise)" if _noise(plain, adaptive) else "")
+        return f"**breaks**: ASR {_signed(delta)} points" + (" (within seed noise)" if _noise(plain, adaptive) else "")
     return f"holds (ASR {_signed(delta)} points)"
 
 
@@ -166,7 +166,7 @@ def _availability_verdict(plain_cacc: Stat, adaptive_cacc: Stat) -> str:
         return "—"
     drop = 100 * (p - a)
     if drop >= BREAK_POINTS:
-        return f"**breaks** (availability): CACC −{drop:.1f} points" + (
+        return f"**breaks** (availability): CACC {_signed(-drop)} points" + (
             " (within seed noise)" if _noise(plain_cacc, adaptive_cacc) else "")
     return f"holds (CACC {_signed(-drop)} points)"
 
@@ -188,9 +188,11 @@ def _detector_row(board, attack, target) -> Row:
         verdict = f"fails on the plain attack already (AUROC {100 * p:.1f}%)"
     else:
         drop = 100 * (p - a)
-        verdict = (f"**evaded**: AUROC −{drop:.1f} points" + (" (within seed noise)" if _noise(plain_auroc, adaptive_auroc)
-                                                               else "")
-                   if drop >= BREAK_POINTS else f"holds (AUROC {_signed(-drop)} points)")
+        change = f"AUROC {_signed(-drop)} points"
+        if drop >= BREAK_POINTS:
+            verdict = f"**evaded**: {change}" + (" (within seed noise)" if _noise(plain_auroc, adaptive_auroc) else "")
+        else:
+            verdict = f"holds ({change})"
     verdict += _keeps(no_def)
     return Row(cells=[Text(text=attack.label), Text(text=target.label), Text(text=_knows(attack)),
                       Text(text=plain or f"{attack.plain} (not in suite)"),
