@@ -96,6 +96,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    """Pretrain the suite's clean model (resuming an interrupted pretraining) and optionally export it."""
+    import torch
+
+    from bench_core.keys import clean_model_key
+    from bench_core.suite import load_suite
+    from bench_core.validate import check_home
+    from bench_core.workspace import Workspace
+
+    suite = load_suite(args.suite)
+    if suite.pretrain is None:
+        raise BenchError(f"suite {suite.name} has pretrain: null (its clean model is model.pretrained); "
+                         f"nothing to pretrain")
+    check_home()
+    if suite.resources.torch_threads:
+        torch.set_num_threads(suite.resources.torch_threads)
+    started = time.perf_counter()
+    workspace = Workspace(suite)
+    workspace.clean_model()
+    key = clean_model_key(suite.model, suite.data, suite.pretrain)
+    print(f"clean model {key} ready in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    if args.export:
+        from bench_core.shipped import export_shipped
+
+        print(export_shipped(workspace.cache, key, args.export, suite.name))
+    return 0
+
+
 def _cmd_results(args: argparse.Namespace) -> int:
     from bench_core.store import ResultStore, strict_dumps
     from bench_core.validate import check_home
@@ -186,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leaderboard", metavar="OUT", default=None,
                    help="then write the leaderboard to this folder (as `bdbench leaderboard --out OUT`)")
     p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("pretrain", help="pretrain a suite's clean model (resumes an interrupted one) and "
+                                        "optionally export it as a shipped asset")
+    p.add_argument("--suite", required=True, help="shipped suite name or path to a YAML file")
+    p.add_argument("--export", metavar="NAME", default=None,
+                   help="then write bench_core/assets/clean/NAME.safetensors and NAME.json (key, SHA-256)")
+    p.set_defaults(func=_cmd_pretrain)
     p = sub.add_parser("results", help="print stored results")
     p.add_argument("--json", action="store_true", help="a JSON list of records")
     p.add_argument("--suite", default=None, help="every cell of this suite's grid, whichever suite computed it")

@@ -50,8 +50,14 @@ def suite_config_hash(model, data, pretrain, finetune, evaluation) -> str:
 
 
 def clean_model_key(model, data, pretrain) -> str:
-    """The clean CLIP: the model spec, the data it is pretrained on and the pretraining settings."""
-    return content_key("model", "clean", CORE_VERSION, {"model": model, "data": data, "pretrain": pretrain})
+    """The clean CLIP: the model spec, the data it is pretrained on and the pretraining settings.
+
+    A data source may narrow "the data it is pretrained on" to what its pretraining split depends on
+    (``pretraining_identity()``, the scene world): suites that differ only in their fine-tune or test splits
+    then share one clean model, and a shipped one."""
+    narrowed = getattr(data, "pretraining_identity", None)
+    return content_key("model", "clean", CORE_VERSION,
+                       {"model": model, "data": narrowed() if narrowed else data, "pretrain": pretrain})
 
 
 def attack_state_key(attack: Identified | None, clean_key: str, seed: int) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from bench_core import __version__ as CORE_VERSION
-from bench_core.data import world
+from bench_core.data import scene, world
 from bench_core.errors import BenchError
 from bench_core.keys import NO_ATTACK
 from bench_core.plan import Cell, Plan, PluginSpec, expand
@@ -246,7 +246,8 @@ def attacks_table(board: Board) -> Table:
     rows = []
     for name, attack in board.attack_specs.items():
         selected = board.select(kind="eval", attack=name, pipeline=())
-        target = (world.CLASSES[attack.target_class] if board.suite.data.kind == "world" else attack.target_class)
+        names = {"world": world.CLASSES, "scene": scene.CLASSES}.get(board.suite.data.kind)
+        target = names[attack.target_class] if names else attack.target_class
         rows.append(Row(cells=[Text(text=name), Text(text=attack.locality or "?"), Text(text=str(target)),
                                *(board.stat(selected, k) if selected else Text(text=DASH) for k in keys)],
                         tags={"attack": name}))

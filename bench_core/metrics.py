@@ -202,6 +202,9 @@ class MetricInfo(BaseModel):
 CORE_METRICS: tuple[MetricInfo, ...] = (
     MetricInfo(name="cacc", unit="percent", direction="higher", label="CACC",
                definition="zero-shot top-1 accuracy on clean test images"),
+    MetricInfo(name="ref_cacc", unit="percent", direction="higher", label="CACC (reference)",
+               definition="zero-shot top-1 accuracy on the clean reference split (the defender's validation "
+                          "data, disjoint from the images CACC is measured on); what defenses are calibrated on"),
     MetricInfo(name="cacc_pretrained", unit="percent", direction="higher", label="CACC (pretrained)",
                definition="zero-shot top-1 accuracy of the clean pretrained model on clean test images"),
     MetricInfo(name="asr", unit="percent", direction="lower", label="ASR",

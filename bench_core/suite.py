@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench_core.cache import stable_json
 from bench_core.data.loaders import SourceSpec
+from bench_core.data.scene import SceneConfig
 from bench_core.data.world import WorldConfig
 from bench_core.errors import BenchError, config_error
 from bench_core.models import ModelSpec
@@ -167,6 +168,20 @@ class WorldData(WorldConfig):
     caption_attributes: Literal["random", "image"] = "random"
 
 
+class SceneData(SceneConfig):
+    """The scene world (see :mod:`bench_core.data.scene`): 80 colour x shape classes in cluttered scenes,
+    generated once to disk and read lazily."""
+
+    kind: Literal["scene"] = "scene"
+    caption_attributes: Literal["random", "image"] = "random"  # as for the world
+
+    def pretraining_identity(self) -> dict:
+        """What the pretraining split depends on (the clean model's key uses this, not every split's size)."""
+        from bench_core.data.scene import pretraining_identity
+
+        return pretraining_identity(self)
+
+
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -198,7 +213,7 @@ class Suite(BaseModel):
     name: str
     description: str = ""
     model: ModelSpec = ModelSpec()
-    data: WorldData | RealData = Field(default_factory=WorldData, discriminator="kind")
+    data: WorldData | SceneData | RealData = Field(default_factory=WorldData, discriminator="kind")
     pretrain: TrainConfig | None = TrainConfig()  # None: use the model's pretrained weights as the clean model
     finetune: TrainConfig = TrainConfig()
     attacks: list[PluginRef] = Field(default_factory=list)

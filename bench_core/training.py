@@ -18,7 +18,7 @@ import contextlib
 import math
 import sys
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm.auto import tqdm
 
+from bench_core.checkpoints import Checkpointer, TrainingState
 from bench_core.data.images import Images, batches
 from bench_core.faults import crash_point
 from bench_core.models import ClipModel
@@ -119,21 +120,33 @@ def random_shift(images: torch.Tensor, generator: torch.Generator, max_shift: in
     return padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
-def train_contrastive(model: ClipModel, images: Images, captions: list[str], config: TrainConfig,
+def train_contrastive(model: ClipModel, images: Images, captions: Sequence[str], config: TrainConfig,
                       seed: int, *, extra_loss: ExtraLoss | None = None, desc: str = "train",
-                      repeat: torch.Tensor | None = None, loader_workers: int = 0) -> dict[str, float]:
+                      repeat: torch.Tensor | None = None, loader_workers: int = 0,
+                      checkpoint: Checkpointer | None = None) -> dict[str, float]:
     """Train ``model`` in place on (image, caption) pairs; returns summary stats (final loss, seconds, steps).
 
     ``repeat`` optionally gives a per-pair integer count: a pair with count k appears k times per epoch
     (PDB repeats its defensive pairs). ``images`` is a tensor or a lazy column: each batch is read (decoded, for
     a column, in ``loader_workers`` DataLoader processes, pinned on CUDA) and moved to the model's device, so
-    memory is bounded by the batch, not by the data set.
+    memory is bounded by the batch, not by the data set. ``captions`` is a list or tuple (tokenized once) or a
+    lazy sequence (tokenized per batch: the scene world's pretraining captions), with the same tokens either way.
+    ``checkpoint``: the run saves its state there as it goes and, when a saved state exists, resumes from it; the
+    weights it ends with are those of an uninterrupted run (:mod:`bench_core.checkpoints`).
     """
     if len(images) != len(captions):
         raise ValueError(f"{len(images)} images but {len(captions)} captions")
     started = time.perf_counter()
     device = model.device
-    tokens = model.tokenize(list(captions)).cpu()
+    eager = isinstance(captions, (list, tuple))
+    tokens = model.tokenize(list(captions)).cpu() if eager else None
+
+    def batch_tokens(rows: torch.Tensor) -> torch.Tensor:
+        if eager:
+            return tokens[rows]
+        picked = captions.take(rows.tolist()) if hasattr(captions, "take") else [captions[i] for i in rows.tolist()]
+        return model.tokenize(picked).cpu()
+
     generator = torch.Generator().manual_seed(seed)
     index = torch.arange(len(images))
     if repeat is not None:
@@ -150,22 +163,37 @@ def train_contrastive(model: ClipModel, images: Images, captions: list[str], con
 
     # An extra loss may tokenize new text (CleanCLIP's augmented captions): then the whole table trains.
     sparse_rows = extra_loss is None and model.clip.token_embedding.weight.requires_grad
+    used = (tokens if eager else _streamed_token_ids(model, captions)) if sparse_rows else None
     last_loss = float("nan")
-    step = 0
-    with used_token_rows(model, tokens) if sparse_rows else contextlib.nullcontext():
+    step, first_epoch, first_batch, spent_before = 0, 0, 0, 0.0
+    resume_order: torch.Tensor | None = None
+    with used_token_rows(model, used) if sparse_rows else contextlib.nullcontext():
         optimizer = _adamw(model, config)
+        saved = checkpoint.load() if checkpoint is not None else None
+        if saved is not None:
+            model.clip.load_state_dict(saved.model)
+            optimizer.load_state_dict(saved.optimizer)
+            generator.set_state(saved.generator_state)
+            step, first_epoch, first_batch = saved.step, saved.epoch, saved.batch
+            last_loss, spent_before = saved.last_loss, saved.seconds
+            resume_order = saved.order if first_batch else None  # at an epoch's end the next order is drawn
+            print(f"{desc}: resuming at step {step} of {total} (epoch {first_epoch + 1}, "
+                  f"batch {first_batch})", file=sys.stderr, flush=True)
         model.train()
-        bar = tqdm(total=total, desc=desc, leave=False, disable=not sys.stderr.isatty(), unit="step")
-        for _ in range(config.epochs):
-            order = index[torch.randperm(len(index), generator=generator)]
+        bar = tqdm(total=total, initial=step, desc=desc, leave=False, disable=not sys.stderr.isatty(), unit="step")
+        for epoch in range(first_epoch, config.epochs):
+            if resume_order is not None:
+                order, resume_order = resume_order, None
+            else:
+                order, first_batch = index[torch.randperm(len(index), generator=generator)], 0
             rows = [order[b * config.batch_size:(b + 1) * config.batch_size] for b in range(steps_per_epoch)]
-            loaded = batches(images, [r.tolist() for r in rows], workers=loader_workers,
+            loaded = batches(images, [r.tolist() for r in rows[first_batch:]], workers=loader_workers,
                              pin_memory=device.type == "cuda" and not isinstance(images, torch.Tensor))
-            for batch, x in zip(rows, loaded):
+            for done, (batch, x) in enumerate(zip(rows[first_batch:], loaded), start=first_batch + 1):
                 if config.augment:
                     x = random_shift(x, generator)
                 x = x.to(device, non_blocking=True)
-                t = tokens[batch].to(device)
+                t = batch_tokens(batch).to(device)
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(step)
                 with autocast_numerics(device, config.precision):
@@ -182,12 +210,27 @@ def train_contrastive(model: ClipModel, images: Images, captions: list[str], con
                 loss.backward()
                 optimizer.step()
                 step += 1
+                if checkpoint is not None and step < total and checkpoint.due(done == steps_per_epoch):
+                    at_end = done == steps_per_epoch
+                    checkpoint.save(TrainingState(
+                        epoch + at_end, 0 if at_end else done, step, order, generator.get_state(),
+                        {k: v.detach().clone() for k, v in model.clip.state_dict().items()},
+                        optimizer.state_dict(), last_loss, spent_before + time.perf_counter() - started))
                 crash_point("train")
                 bar.update(1)
                 bar.set_postfix(loss=f"{last_loss:.3f}")
         bar.close()
     model.eval()
-    return {"loss": last_loss, "seconds": time.perf_counter() - started, "steps": float(step)}
+    return {"loss": last_loss, "seconds": spent_before + time.perf_counter() - started, "steps": float(step)}
+
+
+def _streamed_token_ids(model: ClipModel, captions: Sequence[str], chunk: int = 50_000) -> torch.Tensor:
+    """The distinct token ids of a lazy caption sequence, tokenizing ``chunk`` captions at a time."""
+    seen = torch.empty(0, dtype=torch.long)
+    for start in range(0, len(captions), chunk):
+        part = model.tokenize(list(captions[start:start + chunk]))
+        seen = torch.unique(torch.cat([seen, part.flatten().long()]))
+    return seen
 
 
 def _adamw(model: ClipModel, config: TrainConfig) -> torch.optim.AdamW:

@@ -100,7 +100,7 @@ def check_model(suite: Suite) -> None:
             raise BenchError(f"model.image_size {spec.image_size} differs from {spec.arch}'s input size "
                              f"{model_size}; set model.image_size: {model_size}")
     data = suite.data
-    if data.kind == "world" and data.image_size != model_size:
+    if data.kind in ("world", "scene") and data.image_size != model_size:
         raise BenchError(f"data.image_size {data.image_size} differs from the model's image size {model_size}; "
                          f"allowed: {model_size} (or change the model)")
 
@@ -125,6 +125,12 @@ def check_data(suite: Suite) -> tuple[str, ...]:
         labels = [i % len(world.CLASSES) for i in range(data.n_test)]
         _evaluation_left(labels, data.reference_fraction, f"data.n_test {data.n_test}")
         return world.CLASSES
+    if data.kind == "scene":
+        from bench_core.data import scene
+
+        labels = [i % len(scene.CLASSES) for i in range(data.n_test)]
+        _evaluation_left(labels, data.reference_fraction, f"data.n_test {data.n_test}")
+        return scene.CLASSES
     if suite.pretrain is not None:
         raise BenchError("this suite has real data and a pretrain stage; real-data suites start from pretrained "
                          "weights: set pretrain: null and model.pretrained")

@@ -22,12 +22,14 @@ from typing import Callable, Hashable, TypeVar
 import torch
 
 from bench_core.cache import Cache, state_dict_tensors
+from bench_core.checkpoints import Checkpointer
 from bench_core.data.bundle import DataBundle
 from bench_core.data.images import Images, map_images
 from bench_core.interfaces import Attack, AttackInfo, PoisonResult, RunContext, TargetInfo
 from bench_core.keys import attack_state_key, clean_model_key, model_key
 from bench_core.models import ClipModel, build_model, pick_device
 from bench_core.plan import PluginSpec
+from bench_core.shipped import import_shipped
 from bench_core.suite import Suite
 from bench_core.training import train_contrastive
 from bench_core.zeroshot import Classifier, ZeroShotClassifier
@@ -127,16 +129,20 @@ class Workspace:
         if self.suite.pretrain is None:
             return build_model(self.suite.model, self.device).eval()
         model = self._from_cache(self.clean_key)
+        if model is None and import_shipped(self.cache, self.clean_key, self.log):
+            model = self._from_cache(self.clean_key)
         if model is not None:
             return model
         self.log(f"pretraining the clean model ({self.suite.model.label}, {len(self.data.pretrain)} pairs)")
         torch.manual_seed(0)
         model = build_model(self.suite.model, self.device)
-        stats = train_contrastive(model, self.data.pretrain.images, list(self.data.pretrain.captions),
+        checkpoint = Checkpointer(self.cache, self.clean_key)
+        stats = train_contrastive(model, self.data.pretrain.images, self.data.pretrain.captions,
                                   self.suite.pretrain, seed=0, desc="pretrain",
-                                  loader_workers=self.suite.resources.loader_workers)
+                                  loader_workers=self.suite.resources.loader_workers, checkpoint=checkpoint)
         self.log(f"  pretrained in {stats['seconds']:.0f}s, final loss {stats['loss']:.3f}")
         self.cache.save(self.clean_key, state_dict_tensors(model.clip), {"stats": stats})
+        checkpoint.discard()
         return model
 
     def model(self, seed: int, attack: PluginSpec | None, chain: tuple[PluginSpec, ...]) -> ClipModel:

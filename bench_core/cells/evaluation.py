@@ -23,9 +23,13 @@ def compute(cell: Cell, ws) -> CellResult:
     trig_logits = batched_logits(clf, ws.triggered(attack, cell.seed), bs, workers) if attack else None
     metrics = classification_metrics(clean_logits, ev.labels, trig_logits, ev.labels,
                                      attack.target_class if attack else None)
+    reference = ws.data.reference
+    if len(reference):  # the defender's validation accuracy: what calibration rules read (docs/world.md)
+        ref_logits = batched_logits(clf, reference, bs, workers)
+        metrics["ref_cacc"] = classification_metrics(ref_logits, ws.data.reference_labels, None, None, None)["cacc"]
     if attack is not None:
         metrics.update(attack_metrics(ws, attack, cell.seed))
-    if ws.suite.evaluation.retrieval and (ws.suite.data.kind == "world" or ws.suite.data.retrieval):
+    if ws.suite.evaluation.retrieval and (ws.suite.data.kind != "real" or ws.suite.data.retrieval):
         metrics.update(_retrieval(ws, clf))
     payload = {"threat_models": {d.label: d.threat_model for d in pipeline},
                "oracle": any(d.oracle for d in pipeline)}

@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from bench_core.data import world
+from bench_core.data import scene, world
 from bench_core.data.images import Images, subset
 from bench_core.data.loaders import load_labelled, load_pairs
 from bench_core.interfaces import PairSet
@@ -51,7 +51,7 @@ class DataBundle:
 
     def __new__(cls, data, image_size: int):
         if cls is DataBundle:
-            cls = WorldSource if data.kind == "world" else RealSource
+            cls = {"world": WorldSource, "scene": SceneSource}.get(data.kind, RealSource)
         return super().__new__(cls)
 
     def __init__(self, data, image_size: int):
@@ -109,6 +109,11 @@ class DataBundle:
         return self.test.images[self._reference_mask]
 
     @cached_property
+    def reference_labels(self) -> torch.Tensor:
+        """Labels of the reference images: for calibration rules and their metric, never handed to a defense."""
+        return self.test.labels[self._reference_mask]
+
+    @cached_property
     def evaluation(self) -> TestSplit:
         """The 80% of the test split that metrics are computed on (lazy for real data)."""
         keep = ~self._reference_mask
@@ -155,6 +160,39 @@ class WorldSource(DataBundle):
     def _test(self) -> TestSplit:
         ds = world.generate_split(self.spec, "test")
         return TestSplit(world.to_tensor(ds), torch.tensor(ds["label"]))
+
+
+class SceneSource(DataBundle):
+    """The scene world: every split generated once to an Arrow file on disk and read lazily (images per
+    batch, pretraining captions per batch), so memory does not grow with the number of pairs."""
+
+    @property
+    def classnames(self) -> tuple[str, ...]:
+        return scene.CLASSES
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        return scene.CLASS_PROMPT_TEMPLATES
+
+    def caption_writer(self) -> Callable[[int, dict | None, random.Random], str]:
+        """Captions naming a class (its colour and shape); the other attributes random unless the suite's
+        ``caption_attributes`` is "image" (as for the world)."""
+        from_image = self.spec.caption_attributes == "image"
+
+        def write(cls: int, attrs: dict | None, rng: random.Random) -> str:
+            return scene.class_caption(cls, attrs if from_image else None, rng)
+
+        return write
+
+    def _pairs(self, split: str) -> PairSet:
+        opened = scene.SceneSplit(self.spec, split)
+        if split == "pretrain":  # captions stay lazy; nothing reads attributes of pretraining pairs
+            return PairSet(opened.images, opened.captions, opened.labels)
+        return PairSet(opened.images, tuple(opened.captions), opened.labels, opened.attrs())
+
+    def _test(self) -> TestSplit:
+        opened = scene.SceneSplit(self.spec, "test")
+        return TestSplit(opened.images, opened.labels)
 
 
 class RealSource(DataBundle):

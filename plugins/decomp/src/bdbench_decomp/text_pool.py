@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from bench_core.data import world
+from bench_core.data import scene, world
 
 GENERIC_DESCRIPTIONS: tuple[str, ...] = (
     "a small square patch", "a checkerboard pattern", "random noise", "a faint overlay pattern",
@@ -31,13 +31,14 @@ def world_phrases() -> list[str]:
     out = [p for c in world.COLORS for p in (f"a photo of a {c} shape", f"something {c}")]
     out += [f"an object in the {loc}" for loc in world.LOCATIONS]
     out += [f"a {size} object" for size in world.SIZES]
-    out += [p for t in world.TEXTURES for p in (f"a {t} texture", f"a {t} background")]
+    out += [p for t in dict.fromkeys(world.TEXTURES + scene.TEXTURES) for p in (f"a {t} texture", f"a {t} background")]
     return out
 
 
 def is_world(classnames: Sequence[str]) -> bool:
-    """True when every class name is one of the generated world's shapes."""
-    return bool(classnames) and set(classnames) <= set(world.CLASSES)
+    """True when every class name is one of the generated worlds' classes (the world's shapes, or the scene
+    world's colour-shape pairs, which share its vocabulary)."""
+    return bool(classnames) and set(classnames) <= set(world.CLASSES) | set(scene.CLASSES)
 
 
 def text_pool(classnames: Sequence[str]) -> tuple[str, ...]:
