@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # torch and torchvision are pinned to the releases that install from this machine's disk (see README).
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-slow bench leaderboard leaderboard-adaptive install clean-venv gpu-check browser
+.PHONY: demo test test-slow bench leaderboard leaderboard-adaptive install clean-venv gpu-check browser world-study
 
 # The demo needs core and plugins only; the tests add their extras (pytest, selenium, Ray: the Ray wheel alone is
 # a large download) on top, so a cold `make demo` does not wait for them. The venv's own pip (23.2 on Python
@@ -70,3 +70,10 @@ gpu-check: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The regime study behind the scene world (docs/world.md): pretrain its clean model (resumable; imported from
+# bench_core/assets/clean when shipped), then stage A's twelve fine-tune regimes, then the study's tables.
+world-study: $(STAMP)
+	$(BIN)/bdbench pretrain --suite scene
+	for s in docs/world/suites/a*.yaml; do $(BIN)/bdbench run --suite $$s || exit 1; done
+	$(BIN)/python docs/world/study.py > docs/world/results.md

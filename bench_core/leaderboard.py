@@ -22,6 +22,7 @@ from typing import Iterable
 
 from bench_core import __version__ as CORE_VERSION
 from bench_core.data import scene, world
+from bench_core.environment import hardware_label
 from bench_core.errors import BenchError
 from bench_core.keys import NO_ATTACK
 from bench_core.plan import Cell, Plan, PluginSpec, expand
@@ -126,6 +127,7 @@ class Board:
                 f"- versions: {vtext}\n"
                 f"{self.scope_note()}"
                 f"- torch threads: {self.threads_note()}\n"
+                f"- hardware: {self.hardware_note()}\n"
                 f"- generated: {dt.date.today().isoformat()} from the results store "
                 f"({sum(r.status == 'ok' for r in self.records.values())} of {len(self.cells)} cells stored; "
                 f"cell keys in [{self.runs_file}]({self.runs_file}))\n\n"
@@ -144,6 +146,18 @@ class Board:
         parts = [f"{t if t is not None else 'unrecorded'} ({n} cells)" for t, n in ordered]
         return (", ".join(parts) + " — mixed: numbers computed at different thread counts differ beyond the last "
                 "bits once a fine-tune amplifies float rounding; pin `resources.torch_threads` and rerun")
+
+    def hardware_note(self) -> str:
+        """The machines the stored cells were computed on (each record's ``env``); flagged when they differ,
+        since other float kernels move a fine-tuned model's numbers by up to a few points."""
+        counts = Counter(hardware_label(r.env) for r in self.records.values() if r.status == "ok")
+        if not counts:
+            return "none stored"
+        if len(counts) == 1:
+            return f"{next(iter(counts))} (every stored cell)"
+        parts = [f"{label} ({n} cells)" for label, n in sorted(counts.items())]
+        return (", ".join(parts) + " — mixed: CPUs with other vector extensions (or GPUs) run other float kernels, "
+                "and a fine-tune amplifies the difference; compare numbers computed on one kind of machine")
 
     def scope_note(self) -> str:
         """A header line naming the grid entries that run against some attacks only ('' for a full grid)."""
@@ -440,7 +454,7 @@ def build_report(board: Board, galleries: dict[str, Path] | None = None) -> Repo
         versions.update(rec.versions)
     return Report(suite=suite.name, description=suite.description.strip(), config_hash=suite.config_hash(),
                   model=suite.model.label, seeds=list(suite.seeds), versions=dict(sorted(versions.items())),
-                  scope=board.scope_note().removeprefix("- grid: ").strip(), threads=board.threads_note(),
+                  scope=board.scope_note().removeprefix("- grid: ").strip(), threads=board.threads_note(), hardware=board.hardware_note(),
                   generated=dt.date.today().isoformat(),
                   stored=sum(r.status == "ok" for r in board.records.values()), total=len(board.cells),
                   pages=pages, provenance={k: _provenance(r) for k, r in board.records.items()})

@@ -54,7 +54,7 @@ def render_html(report: Report, figures_dir: Path) -> str:
         title=_e(f"bdbench leaderboard — {report.suite}"), suite=_e(report.suite), description=_e(report.description),
         config_hash=_e(report.config_hash), model=_e(report.model), seeds=_e(", ".join(map(str, report.seeds))),
         versions=_e(versions), scope=f"<li>grid: {_e(report.scope)}</li>" if report.scope else "",
-        threads=_e(report.threads), generated=_e(report.generated), stored=report.stored, total=report.total,
+        threads=_e(report.threads), hardware=_e(report.hardware), generated=_e(report.generated), stored=report.stored, total=report.total,
         tabs="".join(tabs),
         filters=filters, body="\n".join(bodies), provenance=provenance, css=_CSS, script=_SCRIPT)
 
@@ -269,7 +269,7 @@ _PAGE = """<!DOCTYPE html>
 <li>suite <code>{suite}</code> — {description}</li>
 <li>config hash <code>{config_hash}</code>; model {model}; seeds {seeds}</li>
 <li>versions: {versions}</li>{scope}
-<li>torch threads: {threads}</li>
+<li>torch threads: {threads}</li><li>hardware: {hardware}</li>
 <li>generated {generated} from the results store ({stored} of {total} cells stored); click a number for the run that made it</li>
 </ul></header>
 <nav>{tabs}</nav>

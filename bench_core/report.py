@@ -134,6 +134,7 @@ class Report(_Model):
     versions: dict[str, str]
     scope: str  # grid entries that run against some attacks only ('' for a full grid)
     threads: str = ""  # the torch thread counts the stored cells were computed with
+    hardware: str = ""  # the machines (CPU and its vector extensions, or GPU) the stored cells were computed on
     generated: str  # ISO date
     stored: int
     total: int

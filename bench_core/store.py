@@ -94,8 +94,9 @@ def strict_dumps(value: Any, **kwargs) -> str:
 class ResultStore:
     """SQLite-backed store of :class:`ResultRecord`; safe to open from several processes."""
 
-    def __init__(self, path: Path | str | None = None):
+    def __init__(self, path: Path | str | None = None, busy_timeout_s: float = 60.0):
         self.path = Path(path) if path is not None else bdbench_home() / "results.sqlite"
+        self.busy_timeout_s = busy_timeout_s  # how long a call waits for another process's write lock
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
@@ -108,6 +109,13 @@ class ResultStore:
                 for column, kind in _ADDED.items():
                     if column not in present:
                         db.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise BenchError(f"results database {str(self.path)!r} is busy: another process has held its "
+                                 f"write lock for over {self.busy_timeout_s:g} s ({exc}); the file is fine, retry when that run "
+                                 f"has finished its write") from None
+            raise BenchError(f"results database {str(self.path)!r} is unreadable ({exc}); move it aside to start "
+                             f"a new one") from None
         except sqlite3.DatabaseError as exc:
             raise BenchError(f"results database {str(self.path)!r} is unreadable ({exc}); move it aside to start "
                              f"a new one") from None
@@ -117,7 +125,7 @@ class ResultStore:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         """A connection in one transaction: committed on success, rolled back on error, always closed."""
-        db = sqlite3.connect(self.path, timeout=60)
+        db = sqlite3.connect(self.path, timeout=self.busy_timeout_s)
         db.row_factory = sqlite3.Row
         try:
             with db:

@@ -1,5 +1,6 @@
 """Cache keys and artifacts (safetensors + JSON), and the SQLite results store."""
 
+import pytest
 import torch
 
 from bench_core.cache import Cache, content_key
@@ -41,3 +42,34 @@ def test_store_put_get_done(tmp_path):
     # a retried cell overwrites its failed row
     store.put(_record("b", metrics={"asr": 0.1}))
     assert store.done("b")
+
+
+def test_a_locked_store_is_busy_not_broken(tmp_path):
+    """Another process's long write lock is reported as busy, never as a damaged file to move aside."""
+    import sqlite3
+
+    from bench_core.errors import BenchError
+    from bench_core.store import ResultStore
+
+    path = tmp_path / "results.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)  # a writer that holds the lock while the store opens
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(BenchError, match="busy") as err:
+            ResultStore(path, busy_timeout_s=0.2)
+        assert "move it aside" not in str(err.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    ResultStore(path, busy_timeout_s=0.2)  # free again: opens
+
+
+def test_records_name_the_cpu_and_its_vector_extensions():
+    from bench_core.environment import cpu_description, hardware_label
+
+    info = cpu_description("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+                           "flags\t\t: fpu avx2 fma avx512f amx_bf16 amx_tile avx512_bf16\n")
+    assert info == {"cpu": "Intel(R) Xeon(R) Platinum 8480+",
+                    "cpu_flags": ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"]}
+    assert hardware_label(info) == "Intel(R) Xeon(R) Platinum 8480+ (avx2, fma, avx512f, avx512_bf16, amx_bf16, amx_tile)"
+    assert hardware_label({"device_name": "NVIDIA H100", **info}) == "NVIDIA H100"
