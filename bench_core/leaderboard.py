@@ -26,7 +26,8 @@ from bench_core.environment import hardware_label
 from bench_core.errors import BenchError
 from bench_core.keys import NO_ATTACK
 from bench_core.plan import Cell, Plan, PluginSpec, expand
-from bench_core.report import (Column, Combo, Figure, Markdown, Page, Report, Row, Section, Stat, Table, Text,
+from bench_core.report import (Column, Combo, Figure, Image, Page, Report, Row, Section, Stat, Table, Text,
+                               bullets, heading, html_escape, link, md_escape, para,
                                filename, info_of, markdown_table, render_markdown)
 from bench_core.store import ResultRecord, ResultStore
 from bench_core.suite import Suite
@@ -120,14 +121,15 @@ class Board:
         for rec in self.records.values():
             versions.update(rec.versions)
         vtext = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
-        return (f"# {title}\n\n"
-                f"- suite: `{self.suite.name}` — {self.suite.description.strip()}\n"
-                f"- config hash: `{self.suite.config_hash()}`; model: {self.suite.model.label}; "
+        e = md_escape  # every value below is data (suite file, plugins, store): text, never markup
+        return (f"# {e(title)}\n\n"
+                f"- suite: <code>{html_escape(self.suite.name)}</code> — {e(self.suite.description.strip())}\n"
+                f"- config hash: `{self.suite.config_hash()}`; model: {e(self.suite.model.label)}; "
                 f"seeds: {', '.join(map(str, self.suite.seeds))}\n"
-                f"- versions: {vtext}\n"
-                f"{self.scope_note()}"
-                f"- torch threads: {self.threads_note()}\n"
-                f"- hardware: {self.hardware_note()}\n"
+                f"- versions: {e(vtext)}\n"
+                f"{'- grid: ' + e(self.scope_note().removeprefix('- grid: ').strip()) + chr(10) if self.scope_note() else ''}"
+                f"- torch threads: {e(self.threads_note())}\n"
+                f"- hardware: {e(self.hardware_note())}\n"
                 f"- generated: {dt.date.today().isoformat()} from the results store "
                 f"({sum(r.status == 'ok' for r in self.records.values())} of {len(self.cells)} cells stored; "
                 f"cell keys in [{self.runs_file}]({self.runs_file}))\n\n"
@@ -324,12 +326,12 @@ def probe_sections(board: Board) -> list[Section]:
             recs = [(c, board.records[c.key]) for c in cells
                     if c.key in board.records and board.records[c.key].status == "ok"]
             if not recs:
-                blocks.append(Markdown(text=f"### {attack}\n\n{DASH} (not stored)"))
+                blocks += [heading(3, attack), para(f"{DASH} (not stored)")]
                 continue
             first = recs[0][1]
             locality = first.payload.get("locality", "?")
             for table_name in first.payload.get("tables", {}):
-                blocks.append(Markdown(text=f"### {attack} ({locality}) — {table_name}"))
+                blocks.append(heading(3, f"{attack} ({locality}) — {table_name}"))
                 blocks.append(merge_over_seeds(f"{name}_{attack}_{table_name}", [(c, r) for c, r in recs], table_name,
                                                {"attack": attack, "probe": name}))
             suffix = "_".join(names).replace(".", "-")
@@ -406,27 +408,27 @@ def build_report(board: Board, galleries: dict[str, Path] | None = None) -> Repo
     pages = [
         Page(name="defenses", title=f"Defenses — {suite.name}", sections=[
             Section(page="defenses", title="", order=0, blocks=[
-                Markdown(text="Cells: attack success rate (non-target triggered test images classified as the target) "
-                              "/ clean zero-shot accuracy, in percent. Shaped like the paper's Table 1."),
+                para("Cells: attack success rate (non-target triggered test images classified as the target) "
+                     "/ clean zero-shot accuracy, in percent. Shaped like the paper's Table 1."),
                 defenses_table(board)]),
             Section(page="defenses", title="Attack targets", order=1, blocks=[
-                Markdown(text=f"No defense, mean over seeds; target: ASR >= {100 * ASR_TARGET:.0f}% with CACC within "
-                              f"{100 * CACC_TOLERANCE:.0f} points of the clean fine-tuned model ({clean_cacc}%)."),
+                para(f"No defense, mean over seeds; target: ASR >= {100 * ASR_TARGET:.0f}% with CACC within "
+                     f"{100 * CACC_TOLERANCE:.0f} points of the clean fine-tuned model ({clean_cacc}%)."),
                 attack_targets(board)]),
             Section(page="defenses", title="Attacks", order=2, blocks=_with_definitions(
                 "No-defense cells, over seeds: what the runner measures of every attack (PSNR, poisoned pairs) and "
                 "the statistics each attack reports of itself. Columns:", attacks_table(board))),
             Section(page="defenses", title="Threat models", order=3, blocks=[threat_table(board)]),
             Section(page="defenses", title="All metrics", order=4, blocks=[
-                Markdown(text="ASR (all images) is the paper's variant that also counts target-class images; RA = "
-                              "triggered non-target images classified as their true class; ECE and NLL on clean "
-                              "test images."),
+                para("ASR (all images) is the paper's variant that also counts target-class images; RA = "
+                     "triggered non-target images classified as their true class; ECE and NLL on clean "
+                     "test images."),
                 secondary_table(board)])]),
         Page(name="detectors", title=f"Detectors — {suite.name}", sections=[
             Section(page="detectors", title="", order=0, blocks=[
-                Markdown(text="AUROC (TPR at 5% FPR) in percent, from continuous scores: clean test images vs "
-                              "triggered non-target test images. Cost: model forward passes and milliseconds per "
-                              "scored image. Shaped like the paper's Table 2."),
+                para("AUROC (TPR at 5% FPR) in percent, from continuous scores: clean test images vs "
+                     "triggered non-target test images. Cost: model forward passes and milliseconds per "
+                     "scored image. Shaped like the paper's Table 2."),
                 detectors_table(board)])]),
         Page(name="probes", title=f"Probes — {suite.name}",
              sections=[s for s in sections if s.page == "probes"] + probe_sections(board)),
@@ -437,16 +439,16 @@ def build_report(board: Board, galleries: dict[str, Path] | None = None) -> Repo
     pages.append(Page(name="runs", title=f"Stored runs — {suite.name}", sections=[
         Section(page="runs", title="", order=0, blocks=[runs_table(board)])]))
     pretrained = format_stat(board.stat(board.select(kind="eval", attack=NO_ATTACK, pipeline=()), "cacc_pretrained"))
-    readme = [Markdown(text=f"Clean pretrained model: zero-shot CACC {pretrained}%; after the clean fine-tune: "
-                            f"{clean_cacc}%."),
-              Markdown(text="\n".join([
-                  "- [Defenses](defenses.md) (paper Table 1)", "- [Detectors](detectors.md) (paper Table 2)",
-                  "- [Probes](probes.md) (paper Fig. 1–5 and 8; plugins' checks such as the paper's Findings)",
-                  *(f"- [{p.capitalize()}]({p}.md) (contributed by a plugin package)" for p in own),
-                  "- [Stored runs](runs.md)"]))]
+    readme = [para(f"Clean pretrained model: zero-shot CACC {pretrained}%; after the clean fine-tune: "
+                   f"{clean_cacc}%."),
+              bullets([link("Defenses", "defenses"), " (paper Table 1)"],
+                      [link("Detectors", "detectors"), " (paper Table 2)"],
+                      [link("Probes", "probes"), " (paper Fig. 1–5 and 8; plugins' checks such as the paper's Findings)"],
+                      *([link(p.capitalize(), p), " (contributed by a plugin package)"] for p in own),
+                      [link("Stored runs", "runs")])]
     if galleries:
-        readme.append(Markdown(text="## Trigger galleries\n\n" + "\n\n".join(
-            f"![{name}](figures/{path.name})" for name, path in galleries.items())))
+        readme.append(heading(2, "Trigger galleries"))
+        readme += [Image(file=path.name, alt=name) for name, path in galleries.items()]
     pages.insert(0, Page(name="README", title=f"bdbench leaderboard — {suite.name}",
                          sections=[Section(page="README", title="", order=0, blocks=readme)]))
     versions = {"bench_core": CORE_VERSION}
@@ -462,8 +464,8 @@ def build_report(board: Board, galleries: dict[str, Path] | None = None) -> Repo
 
 def _with_definitions(intro: str, table: Table) -> list:
     """``intro``, a bullet per metric column with its declared definition, then the table."""
-    lines = [f"- {c.header}: {info_of(c.metric).definition}" for c in table.columns if c.metric]
-    return [Markdown(text=intro + ("\n\n" + "\n".join(lines) if lines else "")), table]
+    lines = [f"{c.header}: {info_of(c.metric).definition}" for c in table.columns if c.metric]
+    return [para(intro), *([bullets(*lines)] if lines else []), table]
 
 
 def _provenance(rec: ResultRecord) -> dict:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import base64
 import html
 import json
-import re
 from pathlib import Path
 
-from bench_core.report import (Combo, Figure, Markdown, Report, Stat, Table, Text, column_header, filename,
-                               format_cell, info_of)
+from bench_core.report import (Combo, Figure, Image, Prose, Report, Span, Stat, Table, Text, column_header,
+                               figure_file, filename, format_cell, info_of)
 
 FILTERS = (("attack", "attack"), ("defense", "defense / detector"), ("threat_model", "threat model"))
 
@@ -38,8 +37,10 @@ def render_html(report: Report, figures_dir: Path) -> str:
             if section.title:
                 parts.append(f"<h3>{_e(section.title)}</h3>")
             for block in section.blocks:
-                if isinstance(block, Markdown):
-                    parts.append(_markdown(block.text, figures_dir))
+                if isinstance(block, Prose):
+                    parts.append(_prose(block))
+                elif isinstance(block, Image):
+                    parts.append(_image(block, figures_dir))
                 elif isinstance(block, Table):
                     parts.append(_table(block))
                 elif isinstance(block, Figure):
@@ -49,7 +50,7 @@ def render_html(report: Report, figures_dir: Path) -> str:
     filters = "".join(f'<label>{_e(label)} <select data-filter="{key}"><option value="">all</option></select></label>'
                       for key, label in FILTERS)
     versions = ", ".join(f"{k} {v}" for k, v in report.versions.items())
-    provenance = json.dumps(report.provenance, sort_keys=True).replace("</", "<\\/")
+    provenance = script_safe_json(report.provenance)
     return _PAGE.format(
         title=_e(f"bdbench leaderboard — {report.suite}"), suite=_e(report.suite), description=_e(report.description),
         config_hash=_e(report.config_hash), model=_e(report.model), seeds=_e(", ".join(map(str, report.seeds))),
@@ -72,12 +73,12 @@ def _table(table: Table) -> str:
         cells = []
         for i, cell in enumerate(row.cells):
             digits = table.columns[i].digits if i < len(table.columns) else None
-            text = _e(format_cell(cell, digits))
+            text = _spans(cell.spans) if isinstance(cell, Text) and cell.spans else _e(format_cell(cell, digits))
             if i == 0 and row.oracle:
                 text += ' <span class="badge">oracle</span>'
             cells.append(f"<td{_cell_attrs(cell)}>{text}</td>")
         rows.append(f'<tr class="{"oracle" if row.oracle else ""}"{attrs}>{"".join(cells)}</tr>')
-    caption = f"<p>{_inline(table.caption.strip().lstrip('#').strip())}</p>" if table.caption.strip() else ""
+    caption = f"<p>{_e(table.caption.strip())}</p>" if table.caption.strip() else ""
     return (f'{caption}<div class="scroll"><table class="board" id="table-{_e(table.name)}"><thead><tr>{head}</tr>'
             f'</thead><tbody>{"".join(rows)}</tbody></table></div>')
 
@@ -114,51 +115,44 @@ def _img(file: Path, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _inline(text: str, figures_dir: Path | None = None) -> str:
-    """Markdown inline spans: images (embedded), links (to other pages: tabs), bold, code."""
-    out, last = [], 0
-    for m in re.finditer(r"!\[([^\]]*)\]\(([^)]+)\)|\[([^\]]+)\]\(([^)]+)\)|\*\*([^*]+)\*\*|`([^`]+)`", text):
-        out.append(_e(text[last:m.start()]))
-        alt, src, label, href, bold, code = m.groups()
-        if src is not None:
-            file = (figures_dir.parent / src) if figures_dir is not None else None
-            out.append(_img(file, alt) if file is not None and file.is_file() else _e(alt))
-        elif label is not None:
-            page = href[:-3] if href.endswith(".md") and "/" not in href else None
-            out.append(f'<a href="#" data-goto="{_e(page)}">{_e(label)}</a>' if page else
-                       f'<a href="{_e(href)}">{_e(label)}</a>')
-        elif bold is not None:
-            out.append(f"<strong>{_e(bold)}</strong>")
-        else:
-            out.append(f"<code>{_e(code)}</code>")
-        last = m.end()
-    out.append(_e(text[last:]))
+def _spans(spans: list[Span]) -> str:
+    """Prose spans as HTML: text escaped; a link only ever goes to another tab of this page."""
+    out = []
+    for span in spans:
+        text = _e(span.text)
+        if span.style == "strong":
+            text = f"<strong>{text}</strong>"
+        elif span.style == "code":
+            text = f"<code>{text}</code>"
+        if span.page is not None:
+            text = f'<a href="#" data-goto="{_e(span.page)}">{text}</a>'
+        out.append(text)
     return "".join(out)
 
 
-def _markdown(text: str, figures_dir: Path) -> str:
-    """The few block forms report prose uses: headings, bullet lists, paragraphs."""
-    html_parts, items = [], []
+def _prose(block: Prose) -> str:
+    if block.kind == "heading":
+        level = min(6, block.level + 1)  # the page title is <h2>
+        return f"<h{level}>{_spans(block.spans)}</h{level}>"
+    if block.kind == "bullets":
+        return "<ul>" + "".join(f"<li>{_spans(item)}</li>" for item in block.items) + "</ul>"
+    return f"<p>{_spans(block.spans)}</p>"
 
-    def flush() -> None:
-        if items:
-            html_parts.append("<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
-            items.clear()
 
-    for para in re.split(r"\n\s*\n", text.strip()):
-        for line in para.splitlines():
-            if line.startswith("- "):
-                items.append(_inline(line[2:], figures_dir))
-                continue
-            flush()
-            heading = re.match(r"(#{2,6}) (.*)", line)
-            if heading:
-                level = min(6, len(heading.group(1)) + 1)
-                html_parts.append(f"<h{level}>{_inline(heading.group(2), figures_dir)}</h{level}>")
-            elif line.strip():
-                html_parts.append(f"<p>{_inline(line, figures_dir)}</p>")
-        flush()
-    return "\n".join(html_parts)
+def _image(block: Image, figures_dir: Path) -> str:
+    """A gallery image, embedded only from the board's own figures folder; otherwise its alt text."""
+    file = figure_file(figures_dir, block.file)
+    return f"<p>{_img(file, block.alt)}</p>" if file is not None else f"<p>{_e(block.alt)}</p>"
+
+
+def script_safe_json(value) -> str:
+    """JSON for a ``<script type="application/json">`` element: no string in it can close the element or open
+    or close a comment, since ``<``, ``>`` and ``&`` (and the JavaScript line separators) are written as
+    ``\\uXXXX`` escapes, which ``JSON.parse`` reads back as the same characters."""
+    text = json.dumps(value, sort_keys=True)
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
 
 
 _CSS = """

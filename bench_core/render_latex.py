@@ -24,15 +24,13 @@ _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": 
 
 def escape(text: str) -> str:
     """Plain text as LaTeX: special characters escaped, the few symbols tables use as math; other non-ASCII
-    characters are dropped (pdflatex's default fonts lack them). Markdown bold (``**x**``) becomes \\textbf."""
-    import re
+    characters are dropped (pdflatex's default fonts lack them). Nothing in ``text`` is read as markup."""
+    return "".join(_SPECIAL.get(c, c if ord(c) < 128 else "") for c in str(text))
 
-    parts = re.split(r"\*\*(.+?)\*\*", text)
-    out = []
-    for i, part in enumerate(parts):
-        chars = "".join(_SPECIAL.get(c, c if ord(c) < 128 else "") for c in part)
-        out.append(rf"\textbf{{{chars}}}" if i % 2 else chars)
-    return "".join(out)
+
+def escape_spans(spans) -> str:
+    """A rich text cell's spans: bold ones in \\textbf, everything escaped."""
+    return "".join(rf"\textbf{{{escape(s.text)}}}" if s.style == "strong" else escape(s.text) for s in spans)
 
 
 def write_latex(report: Report, out: Path, main: str = "tables.tex") -> list[Path]:
@@ -76,7 +74,7 @@ def _best(table: Table) -> set[tuple[int, int, int]]:
 
 def _cell(cell, digits: int | None, bold: set[int]) -> str:
     if isinstance(cell, Text):
-        return escape(cell.text)
+        return escape_spans(cell.spans) if cell.spans else escape(cell.text)
     parts = [cell] if isinstance(cell, Stat) else list(cell.parts)
     texts = []
     for p, stat in enumerate(parts):

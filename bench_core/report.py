@@ -1,7 +1,8 @@
 """The leaderboard as data: sections of tables and figures, rendered separately.
 
 A :class:`Section` belongs to a page (``defenses``, ``probes``, ``adaptive``, ...) and holds blocks: prose
-(:class:`Markdown`), tables (:class:`Table`) and figures (:class:`Figure`). A table cell is a :class:`Stat`
+(:class:`Prose`: paragraphs, headings and lists of text spans, never markup), tables (:class:`Table`), figures
+(:class:`Figure`) and gallery images (:class:`Image`, files in the board's own figures folder). A table cell is a :class:`Stat`
 (the stored values of one metric over seeds, with the seeds and cell keys they come from: what a reader
 traces a number back to), several stats shown together (:class:`Combo`, e.g. "ASR / CACC") or
 :class:`Text`. Units, directions and definitions come from :mod:`bench_core.metrics` metadata, never from a
@@ -54,9 +55,13 @@ class Stat(_Model):
 
 
 class Text(_Model):
+    """A text cell. ``spans``, when set, is how it is shown (e.g. a bold verdict word); ``text`` is its plain
+    form (CSV, sorting). Built by :func:`rich`; a plain string is never parsed for markup."""
+
     type: Literal["text"] = "text"
     text: str
     keys: list[str] = Field(default_factory=list)
+    spans: list["Span"] | None = None
 
 
 class Combo(_Model):
@@ -98,12 +103,83 @@ class Figure(_Model):
     caption: str = ""
 
 
-class Markdown(_Model):
-    type: Literal["markdown"] = "markdown"
+class Span(_Model):
+    """A run of prose text: plain, bold or code, or a link to another page of the same board (its file stem).
+    Its text is data — escaped by every renderer, never parsed for markup — and there are no external links."""
+
     text: str
+    style: Literal["plain", "strong", "code"] = "plain"
+    page: str | None = None
 
 
-Block = Annotated[Union[Markdown, Table, Figure], Field(discriminator="type")]
+class Prose(_Model):
+    """Prose as structure: a paragraph or a heading (``spans``) or a bullet list (``items``, each a list of spans).
+    Nothing in it is markup: a label such as ``![x](/etc/passwd)`` or ``<script>`` prints as those characters."""
+
+    type: Literal["prose"] = "prose"
+    kind: Literal["paragraph", "heading", "bullets"] = "paragraph"
+    spans: list[Span] = Field(default_factory=list)
+    items: list[list[Span]] = Field(default_factory=list)
+    level: int = Field(3, ge=2, le=6)  # headings: the markdown level (## = 2)
+
+
+class Image(_Model):
+    """A PNG the leaderboard wrote into the board's own ``figures/`` folder (a trigger gallery), by file name.
+    Renderers embed or link it only when the name is a plain file name that resolves inside that folder."""
+
+    type: Literal["image"] = "image"
+    file: str
+    alt: str = ""
+
+
+Block = Annotated[Union[Prose, Table, Figure, Image], Field(discriminator="type")]
+
+
+def rich(*parts: "str | Span", keys: list[str] | None = None) -> Text:
+    """A text cell from plain strings and spans (``rich(strong("breaks"), ": ASR +64.0 points")``)."""
+    spans = _spans(parts)
+    return Text(text="".join(s.text for s in spans), spans=spans, keys=keys or [])
+
+
+def _spans(parts) -> list[Span]:
+    return [p if isinstance(p, Span) else Span(text=str(p)) for p in parts]
+
+
+def para(*parts: "str | Span") -> Prose:
+    """A paragraph; strings are plain text."""
+    return Prose(kind="paragraph", spans=_spans(parts))
+
+
+def heading(level: int, *parts: "str | Span") -> Prose:
+    return Prose(kind="heading", level=level, spans=_spans(parts))
+
+
+def bullets(*items: "str | Span | list") -> Prose:
+    """A bullet list; each item is a string, a span or a list of them."""
+    return Prose(kind="bullets", items=[_spans(i if isinstance(i, (list, tuple)) else [i]) for i in items])
+
+
+def strong(text: str) -> Span:
+    return Span(text=text, style="strong")
+
+
+def code(text: str) -> Span:
+    return Span(text=text, style="code")
+
+
+def link(text: str, page: str) -> Span:
+    """A link to another page of the board (``defenses``, ``runs``...)."""
+    return Span(text=text, page=page)
+
+
+def figure_file(figures_dir: Path, name: str) -> Path | None:
+    """``figures_dir / name`` when ``name`` is a plain file name that resolves inside ``figures_dir`` and exists;
+    else None (a renderer then prints the alt text, never reads the file)."""
+    if not name or name != filename(name) or name.startswith("."):
+        return None
+    folder = figures_dir.resolve()
+    path = (folder / name).resolve()
+    return path if path.parent == folder and path.is_file() else None
 
 
 class Section(_Model):
@@ -200,12 +276,51 @@ def column_header(column: Column) -> str:
     return f"{column.header}{suffix}{arrow}"
 
 
+def md_escape(text: str) -> str:
+    """Plain text as markdown that renders as those characters: no link, image, HTML tag, emphasis, code span or
+    table cell boundary can come out of it (CommonMark backslash escapes; newlines become spaces)."""
+    text = re.sub(r"[\\`*\[\]<>|!]", lambda m: "\\" + m.group(0), " ".join(str(text).splitlines()))
+    text = re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)
+    # a line start that would open a heading, a list item or a fence
+    return re.sub(r"^(\s*)(#|[+\-](?=\s)|\d+(?=[.)](?:\s|$))|~~~|===|---)",
+                  lambda m: m.group(1) + "\\" + m.group(2), text)
+
+
+def md_spans(spans: list[Span]) -> str:
+    out = []
+    for span in spans:
+        text = md_escape(span.text)
+        if span.style == "code":
+            text = f"<code>{html_escape(span.text)}</code>"
+        elif span.style == "strong":
+            text = f"**{text}**"
+        if span.page is not None:
+            text = f"[{text}]({filename(span.page)}.md)"
+        out.append(text)
+    return "".join(out)
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(str(text), quote=True)
+
+
+def markdown_prose(block: Prose) -> str:
+    if block.kind == "heading":
+        return "#" * block.level + " " + md_spans(block.spans)
+    if block.kind == "bullets":
+        return "\n".join("- " + md_spans(item) for item in block.items)
+    return md_spans(block.spans)
+
+
 def markdown_table(table: Table) -> str:
     from tabulate import tabulate
 
-    rows = [[format_cell(c, table.columns[i].digits) + (" **(oracle)**" if i == 0 and row.oracle else "")
+    rows = [[(md_spans(c.spans) if isinstance(c, Text) and c.spans else md_escape(format_cell(c, table.columns[i].digits)))
+             + (" **(oracle)**" if i == 0 and row.oracle else "")
              for i, c in enumerate(row.cells)] for row in table.rows]
-    return tabulate(rows, headers=[column_header(c) for c in table.columns], tablefmt="github",
+    return tabulate(rows, headers=[md_escape(column_header(c)) for c in table.columns], tablefmt="github",
                     disable_numparse=True)
 
 
@@ -218,16 +333,24 @@ def render_markdown(section: Section, figures_dir: Path | None = None, heading: 
     """The section as markdown; figures are drawn as PNGs into ``figures_dir`` (linked as ``figures/...``)."""
     from bench_core.figures import render
 
-    parts = [f"{heading} {section.title}\n"] if section.title else []
+    parts = [f"{heading} {md_escape(section.title)}\n"] if section.title else []
     for block in section.blocks:
-        if isinstance(block, Markdown):
-            parts.append(block.text.rstrip() + "\n")
+        if isinstance(block, Prose):
+            parts.append(markdown_prose(block) + "\n")
         elif isinstance(block, Table):
             if block.caption:
-                parts.append(block.caption.rstrip() + "\n")
+                parts.append(md_escape(block.caption.strip()) + "\n")
             parts.append(markdown_table(block) + "\n")
+        elif isinstance(block, Image):
+            if figures_dir is not None and figure_file(figures_dir, block.file) is not None:
+                parts.append(f"![{md_escape(block.alt)}](figures/{block.file})\n")
+            else:
+                parts.append(md_escape(block.alt) + "\n")
         elif figures_dir is not None:
             file = filename(block.name) + ".png"
             render(block.spec, figures_dir / file)
-            parts.append(f"![{block.caption or block.name}](figures/{file})\n")
+            parts.append(f"![{md_escape(block.caption or block.name)}](figures/{file})\n")
     return "\n".join(parts)
+
+
+Text.model_rebuild()

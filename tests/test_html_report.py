@@ -109,3 +109,28 @@ def test_tables_sort_filter_trace_and_the_console_is_clean(page, browser):
 
     errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     assert not errors, errors
+
+
+def test_a_hostile_board_keeps_its_tabs_and_runs_no_script_of_its_data(tmp_path, browser, monkeypatch):
+    """Labels that try to embed a file, add a script link and open a comment: the page still works."""
+    import yaml
+
+    monkeypatch.setenv("BDBENCH_HOME", str(tmp_path / "home"))
+    raw = yaml.safe_load((Path(__file__).parent.parent / "bench_core" / "suites" / "quick.yaml").read_text())
+    raw["attacks"] = [{"name": "badnet", "label": "![x](/etc/hostname) <!--<script>", "config": {"patch_size": 4}},
+                      {"name": "blended", "label": "[c](javascript:window.pwned=1)"}]
+    path = tmp_path / "hostile.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "board"
+    write_leaderboard(load_suite(str(path)), out, formats=["html"])
+    from selenium.webdriver.common.by import By
+
+    browser.get((out / "index.html").as_uri())
+    for name in ("defenses", "detectors", "runs"):
+        browser.find_element(By.CSS_SELECTOR, f'.tab[data-page="{name}"]').click()
+        assert browser.find_element(By.ID, f"page-{name}").is_displayed()
+    assert "[c](javascript:window.pwned=1)" in browser.find_element(By.ID, "page-defenses").text
+    assert browser.execute_script("return window.pwned === undefined")
+    assert not browser.find_elements(By.CSS_SELECTOR, 'a[href^="javascript"], img[src^="file"]')
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert not errors, errors

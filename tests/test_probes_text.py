@@ -216,3 +216,11 @@ def test_prompt_sensitivity_config_errors_name_the_value():
     with pytest.raises(BenchError, match=r"blank values for \['circle'\]"):
         _probe("prompt_sensitivity", paraphrases={"circle": " "})
     assert isinstance(_probe("prompt_sensitivity"), PromptSensitivity) and isinstance(_probe("textspan"), TextSpan)
+
+
+def test_paraphrase_keeps_a_scene_class_colour_and_rewrites_its_shape():
+    from bdbench_decomp.prompt_sensitivity import DEFAULT_PARAPHRASES, paraphrase
+
+    assert paraphrase("circle", DEFAULT_PARAPHRASES) == "round disc"
+    assert paraphrase("red circle", DEFAULT_PARAPHRASES) == "red round disc"
+    assert paraphrase("golden retriever", DEFAULT_PARAPHRASES) == "golden retriever"

@@ -13,7 +13,7 @@ import pytest
 
 from bench_core.metrics import CORE_METRICS, metric_catalogue, metric_info
 from bench_core.registry import default_registry
-from bench_core.report import (Column, Combo, Markdown, Page, Report, Row, Section, Stat, Table, Text, format_stat,
+from bench_core.report import (Column, Combo, Page, Report, Row, Section, Stat, Table, Text, format_stat, para,
                                markdown_table)
 
 from conftest import make_context
@@ -23,7 +23,7 @@ def _report(tables: list[Table]) -> Report:
     return Report(suite="t", description="d", config_hash="abc", model="m", seeds=[0, 1, 2], versions={"x": "1"},
                   scope="", generated="2026-12-03", stored=3, total=3,
                   pages=[Page(name="defenses", title="Defenses — t",
-                              sections=[Section(page="defenses", title="", blocks=[Markdown(text="intro"), *tables])])])
+                              sections=[Section(page="defenses", title="", blocks=[para("intro"), *tables])])])
 
 
 def _defenses() -> Table:
@@ -94,7 +94,11 @@ def test_latex_bolds_the_best_per_column_marks_oracles_and_compiles(tmp_path):
     assert r"\textbf{10.0 $\pm$ 0.0} / 60.0 $\pm$ 0.0" in tex  # lowest ASR bold; CACC 60 is not the best
     assert r"92.0 $\pm$ 5.0 / \textbf{90.0 $\pm$ 0.0}" in tex  # highest CACC bold
     assert r"pdb\_oracle$^\dagger$" in tex and "oracle (knows" in tex
-    assert escape("a_b & 5% → **x**") == r"a\_b \& 5\% $\rightarrow$ \textbf{x}"
+    assert escape("a_b & 5% → **x**") == r"a\_b \& 5\% $\rightarrow$ **x**"  # data: no markup is read from it
+    from bench_core.render_latex import escape_spans
+    from bench_core.report import rich, strong
+
+    assert escape_spans(rich(strong("breaks"), ": 5%").spans) == r"\textbf{breaks}: 5\%"
     engine = shutil.which("pdflatex")
     if engine is None:
         pytest.skip("no TeX engine installed (pdflatex): the tables were written but not compiled")

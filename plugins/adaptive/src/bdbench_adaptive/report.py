@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench_core.keys import NO_ATTACK
-from bench_core.report import Column, Combo, Figure, Markdown, Row, Section, Stat, Table, Text
+from bench_core.report import Column, Combo, Figure, Row, Section, Stat, Table, Text, heading, para, rich, strong
 
 BREAK_POINTS = 10.0
 """A defense breaks (a detector is evaded) when the adaptive attack moves its metric by this many points."""
@@ -49,9 +49,10 @@ def adaptive_sections(board) -> list[Section]:
                 detector_rows.append(_detector_row(board, attack, target))
             else:
                 defense_rows.extend(_defense_row(board, attack, target, pipe) for pipe in _pipelines(board, target))
-    blocks: list[Any] = [Markdown(text=_INTRO)]
+    blocks: list[Any] = [_INTRO]
     if defense_rows:
-        blocks.append(Table(name="adaptive_defenses", caption="### Against defenses\n", rows=defense_rows, columns=[
+        blocks.append(heading(3, "Against defenses"))
+        blocks.append(Table(name="adaptive_defenses", rows=defense_rows, columns=[
             Column(header="stress test"), Column(header="target"), Column(header="attacker knows"),
             Column(header="plain attack"), Column(header="plain ASR under target", metric="asr"),
             Column(header="adaptive ASR under target", metric="asr"),
@@ -59,7 +60,8 @@ def adaptive_sections(board) -> list[Section]:
             Column(header="CACC under target: plain / adaptive", metric="cacc"),
             Column(header="adaptive ASR, no defense", metric="asr"), Column(header="verdict")]))
     if detector_rows:
-        blocks.append(Table(name="adaptive_detectors", caption="### Against detectors\n", rows=detector_rows, columns=[
+        blocks.append(heading(3, "Against detectors"))
+        blocks.append(Table(name="adaptive_detectors", rows=detector_rows, columns=[
             Column(header="stress test"), Column(header="target"), Column(header="attacker knows"),
             Column(header="plain attack"), Column(header="plain AUROC (TPR@5%FPR)", metric="auroc"),
             Column(header="adaptive AUROC (TPR@5%FPR)", metric="auroc"),
@@ -69,14 +71,14 @@ def adaptive_sections(board) -> list[Section]:
     return [Section(page="adaptive", title=title, order=0, blocks=blocks)]
 
 
-_INTRO = (
+_INTRO = para(
     "Each stress test (plugins/adaptive) knows the defense or detector it targets (what it knows: the "
     "'attacker knows' column) and is compared with its plain counterpart on the same rows. Percent, mean over "
-    f"seeds ± 95% interval. Verdict: a defense **breaks** when the adaptive attack's ASR under it exceeds the "
-    f"plain attack's by at least {BREAK_POINTS:.0f} points (availability attacks: when CACC falls by that "
-    f"much); a detector is **evaded** when its AUROC falls by {BREAK_POINTS:.0f} points or more. An adaptive "
-    f"attack must keep at least {100 * KEEP_ASR:.0f}% ASR without a defense; where it does not, the verdict "
-    "says so — a defense holding against a weak attack is no evidence.")
+    "seeds ± 95% interval. Verdict: a defense ", strong("breaks"), " when the adaptive attack's ASR under it "
+    f"exceeds the plain attack's by at least {BREAK_POINTS:.0f} points (availability attacks: when CACC falls by "
+    "that much); a detector is ", strong("evaded"), f" when its AUROC falls by {BREAK_POINTS:.0f} points or more. "
+    f"An adaptive attack must keep at least {100 * KEEP_ASR:.0f}% ASR without a defense; where it does not, the "
+    "verdict says so — a defense holding against a weak attack is no evidence.")
 
 
 def _plain_label(board, attack) -> str | None:
@@ -137,7 +139,7 @@ def _defense_row(board, attack, target, pipeline: tuple[str, ...]) -> Row:
     label = " → ".join(pipeline)
     return Row(cells=[Text(text=attack.label), Text(text=label), Text(text=_knows(attack)),
                       Text(text=plain or f"{attack.plain} (not in suite)"), plain_asr, adaptive_asr,
-                      under(attack.label, "ra"), Combo(parts=[plain_cacc, adaptive_cacc]), no_def, Text(text=verdict)],
+                      under(attack.label, "ra"), Combo(parts=[plain_cacc, adaptive_cacc]), no_def, _verdict_cell(verdict)],
                oracle=target.oracle, tags={"attack": attack.label, "defense": label, "target": target.name,
                                            "threat_model": target.threat_model})
 
@@ -146,6 +148,14 @@ def _signed(points: float) -> str:
     """A verdict's change in points, ``+1.9`` / ``−1.1``: always signed, with the typographic minus (U+2212)."""
     text = f"{points:+.1f}"
     return "−" + text[1:] if text.startswith("-") else text
+
+
+def _verdict_cell(verdict: str) -> Text:
+    """A verdict (composed here from fixed words and numbers) as a cell, its leading **word** set in bold."""
+    if verdict.startswith("**"):
+        word, _, rest = verdict[2:].partition("**")
+        return rich(strong(word), rest)
+    return Text(text=verdict)
 
 
 def _defense_verdict(plain: Stat, adaptive: Stat) -> str:
@@ -197,7 +207,7 @@ def _detector_row(board, attack, target) -> Row:
     return Row(cells=[Text(text=attack.label), Text(text=target.label), Text(text=_knows(attack)),
                       Text(text=plain or f"{attack.plain} (not in suite)"),
                       Combo(parts=[plain_auroc, plain_tpr], template="{0} ({1})"),
-                      Combo(parts=[adaptive_auroc, adaptive_tpr], template="{0} ({1})"), no_def, Text(text=verdict)],
+                      Combo(parts=[adaptive_auroc, adaptive_tpr], template="{0} ({1})"), no_def, _verdict_cell(verdict)],
                oracle=target.oracle, tags={"attack": attack.label, "detector": target.label, "target": target.name,
                                            "threat_model": target.threat_model})
 
@@ -248,7 +258,7 @@ def _sweeps(board, adaptive, focus) -> list[Any]:
                                        "series": {k: [float("nan") if v is None else v for v in ys]
                                                   for k, ys in series.items()}}))
     if blocks:
-        blocks.insert(0, Markdown(text="### Sweeps\n\nMeans over seeds; the plain counterpart is drawn dashed."))
+        blocks[:0] = [heading(3, "Sweeps"), para("Means over seeds; the plain counterpart is drawn dashed.")]
     return blocks
 
 

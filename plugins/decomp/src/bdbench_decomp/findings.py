@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench_core.report import Column, Markdown, Row, Section, Table, Text
+from bench_core.report import Column, Row, Section, Table, Text, para
 
 DASH = "—"
 
@@ -124,7 +124,7 @@ def finding2_section(board) -> list[Section]:
         return []
     intro = ("Paper: infected AHs sit in the last layer (local attacks), infected MLPs are spread over several "
              "late layers (global attacks). Criterion (direct-effect mean-ablation, summaries averaged over "
-             "seeds; an ablation *halves* the ASR if it leaves at most half of it): local — the last layer's AHs "
+             "seeds; an ablation halves the ASR if it leaves at most half of it): local — the last layer's AHs "
              "alone halve the ASR and no earlier layer's AHs alone do; global — no single layer's MLP halves "
              "the ASR but ablating MLPs l..L-1 together does for some l in the second half of the layers. "
              "'tail from' = the largest l whose backward ablation (layers l..L-1, counted from 0) halves the "
@@ -159,7 +159,7 @@ def finding2_section(board) -> list[Section]:
 
 def _section(title: str, order: int, intro: str, name: str, rows: list[list[str]], headers: list[str]) -> Section:
     return Section(page="probes", title=title, order=order, blocks=[
-        Markdown(text=intro),
+        para(intro),
         Table(name=name, columns=[Column(header=h) for h in headers],
               rows=[Row(cells=[Text(text=str(v)) for v in row], tags={"attack": row[0]}) for row in rows])])
 

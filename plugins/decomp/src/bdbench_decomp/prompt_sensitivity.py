@@ -9,7 +9,8 @@ pipeline under each set of prompts. The sets:
 - ``single``: the first of ``ctx.templates`` only;
 - ``ensemble``: all of ``ctx.templates``, the runner's own head (so this row reproduces the pipeline's CACC);
 - ``paraphrased``: all templates, each class name replaced through ``paraphrases`` (default: the generated
-  world's shapes, :data:`DEFAULT_PARAPHRASES`); names without an entry stay as they are, and the row reports
+  world's shapes, :data:`DEFAULT_PARAPHRASES`; a scene-world class keeps its colour and paraphrases its shape);
+  names without an entry stay as they are, and the row reports
   how many were replaced.
 
 Per set: CACC on ``data.clean_images``, ASR on ``data.triggered_images`` (non-target images, SPEC §5), and
@@ -43,6 +44,15 @@ DEFAULT_PARAPHRASES: dict[str, str] = {
     "arrow": "pointer", "hexagon": "six-sided polygon",
 }
 """Paraphrases of ``bench_core.data.world.CLASSES``, none containing the original word (bdbench's choice)."""
+
+
+def paraphrase(name: str, table: dict[str, str]) -> str:
+    """``table[name]``; else, for a multi-word name, its last word through the table ("red circle" -> "red round
+    disc", the scene world's colour x shape classes); else ``name`` unchanged."""
+    if name in table:
+        return table[name]
+    head, _, last = name.rpartition(" ")
+    return f"{head} {table[last]}" if head and last in table else name
 
 
 class PromptSensitivityConfig(PluginConfig):
@@ -95,8 +105,7 @@ class PromptSensitivity(Probe):
         if template_set == "ensemble":
             return names, templates, 0
         if template_set == "paraphrased":
-            table = self.config.paraphrases
-            new = [table.get(n, n) for n in names]
+            new = [paraphrase(n, self.config.paraphrases) for n in names]
             return new, templates, sum(a != b for a, b in zip(names, new))
         raise ValueError(f"unknown template set {template_set!r}; allowed: {', '.join(TEMPLATE_SETS)}")
 

@@ -1,7 +1,7 @@
 """Entry point: the adaptive attack and its report section (hookimpls only)."""
 
 from bench_core import hookimpl
-from bench_core.report import Column, Markdown, Row, Section, Table, Text
+from bench_core.report import Column, Row, Section, Table, Text, para
 
 from bdbench_example_adaptive.attack import MedianAwarePatch
 
@@ -29,7 +29,7 @@ def bdbench_report_sections(board):
                             tags={"attack": spec.label}))
     headers = [" → ".join(p) or "no defense" for p in pipelines]
     return [Section(page="adaptive", title="Median-aware patch, per seed", order=80, blocks=[
-        Markdown(text="Contributed by bdbench-example-adaptive: the attack's ASR on each seed."),
+        para("Contributed by bdbench-example-adaptive: the attack's ASR on each seed."),
         Table(name="median_aware_per_seed",
               columns=[Column(header="attack"), Column(header="seed"),
                        *(Column(header=f"ASR, {h}", metric="asr") for h in headers)],
