@@ -95,6 +95,17 @@ class Cache:
             self.discard(key)
             return None
 
+    def sha256(self, key: str) -> str | None:
+        """The SHA-256 the entry's JSON records for its tensor file (its content identity), or None when absent
+        or unreadable. Cheap: the tensor file is not read (:meth:`load` verifies it)."""
+        if not self.has(key):
+            return None
+        try:
+            entry = json.loads(self._paths(key)[1].read_text())
+            return entry["sha256"] if isinstance(entry, dict) and isinstance(entry.get("sha256"), str) else None
+        except (OSError, ValueError):
+            return None
+
     def discard(self, key: str) -> None:
         for path in self._paths(key):
             path.unlink(missing_ok=True)

@@ -16,7 +16,6 @@ it): ``resources.torch_threads`` pins that number for every executor.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import multiprocessing
 import os
 from typing import Any, Protocol
@@ -75,68 +74,130 @@ class SerialExecutor:
         pass
 
 
-def _init_worker(home: str, threads: int, gpus: Any) -> None:
-    """Runs first in each worker process, before torch is imported there."""
+def _worker_main(conn, home: str, threads: int, gpu: str | None) -> None:
+    """A worker process: set up the environment before torch is imported, then run the units it is sent (a
+    JSON unit in, an outcome dict out) until it receives None."""
     os.environ["BDBENCH_HOME"] = home
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    if gpus is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     import torch
 
     torch.set_num_threads(threads)
-
-
-def _run_in_worker(suite_json: str, unit_json: str) -> dict:
     from bench_core.units import run_unit_json
 
-    return run_unit_json(suite_json, unit_json)
+    while True:
+        message = conn.recv()
+        if message is None:
+            return
+        suite_json, unit_json = message
+        conn.send(run_unit_json(suite_json, unit_json))
+
+
+def death_cause(exitcode: int | None) -> str:
+    """``killed by signal SIGKILL`` / ``exited with code 1`` for a worker's exit code."""
+    import signal
+
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+class _Worker:
+    def __init__(self, ctx, home: str, threads: int, gpu: str | None):
+        self.gpu = gpu
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, home, threads, gpu), daemon=True)
+        self.process.start()
+        child.close()
+        self.unit: str | None = None  # the unit it is running
 
 
 class ProcessExecutor:
-    """N spawned worker processes; each keeps its workspace (data, models) across the units it runs."""
+    """N spawned worker processes; each keeps its workspace (data, models) across the units it runs. A worker
+    that dies (killed, out of memory) costs only the unit it was running — reported as that unit's error,
+    naming the signal — and is replaced by a fresh one; the other workers and the queued units go on."""
 
     def __init__(self, suite_json: str, home: str, jobs: int, cuda: bool, log, threads: int | None = None):
-        ctx = multiprocessing.get_context("spawn")
-        gpus = None
+        self.ctx = multiprocessing.get_context("spawn")
+        gpus: list[str | None] = [None] * jobs
         if cuda:
             visible = visible_gpus()
             if jobs > len(visible):
                 raise BenchError(f"--jobs {jobs} asks for more workers than the {len(visible)} visible GPU(s) "
                                  f"({', '.join(visible)}); allowed: 1..{len(visible)}")
-            gpus = ctx.Queue()
-            for gpu in visible[:jobs]:
-                gpus.put(gpu)
+            gpus = list(visible[:jobs])
             threads = threads or max(1, cpu_count() // jobs)
             log(f"processes: {jobs} workers, one per GPU ({', '.join(visible[:jobs])}), {threads} threads each")
         else:
             threads = threads or max(1, cpu_count() // jobs)
             log(f"processes: {jobs} workers on the CPU, {threads} torch thread(s) each ({cpu_count()} cores)")
-        self.suite_json = suite_json
-        self.pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                           initargs=(home, threads, gpus))
-        self._running: dict[cf.Future, str] = {}
+        self.suite_json, self.home, self.threads, self.log = suite_json, home, threads, log
+        self.workers = [_Worker(self.ctx, home, threads, gpu) for gpu in gpus]
+        self.queue: list[tuple[str, str]] = []  # (unit id, unit JSON) not yet sent to a worker
 
     def submit(self, unit: Unit, deps: list[Any]) -> Any:
-        future = self.pool.submit(_run_in_worker, self.suite_json, unit.model_dump_json())
-        self._running[future] = unit.id
+        self.queue.append((unit.id, unit.model_dump_json()))
+        self._dispatch()
         return unit.id
 
+    def _dispatch(self) -> None:
+        for worker in self.workers:
+            if worker.unit is None and self.queue:
+                unit_id, unit_json = self.queue.pop(0)
+                worker.unit = unit_id
+                try:
+                    worker.conn.send((self.suite_json, unit_json))
+                except (BrokenPipeError, OSError):
+                    pass  # it died before this send; wait() reports the unit and replaces the worker
+
     def wait(self, timeout: float) -> list[tuple[Any, Outcome]]:
-        if not self._running:
+        from multiprocessing.connection import wait as wait_any
+
+        busy = [w for w in self.workers if w.unit is not None]
+        if not busy:
             return []
-        done, _ = cf.wait(list(self._running), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        ready = set(wait_any([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=timeout))
         out = []
-        for future in done:
-            unit_id = self._running.pop(future)
+        for i, worker in enumerate(self.workers):
+            if worker.unit is None or not (worker.conn in ready or worker.process.sentinel in ready):
+                continue
+            unit_id, outcome = worker.unit, None
             try:
-                outcome = Outcome.model_validate(future.result())
-            except Exception as exc:  # the worker died (killed, out of memory): the unit failed
-                outcome = Outcome(unit=unit_id, ok=False, error=f"worker process failed: {type(exc).__name__}: {exc}")
+                if worker.conn.poll():
+                    outcome = Outcome.model_validate(worker.conn.recv())
+            except (EOFError, OSError):
+                outcome = None
+            if outcome is None and not worker.process.is_alive():
+                worker.process.join()
+                cause = death_cause(worker.process.exitcode)
+                self.log(f"processes: the worker running {unit_id} was {cause}; replacing it")
+                outcome = Outcome(unit=unit_id, ok=False, error=f"worker process {cause} while running this unit")
+                worker.conn.close()
+                self.workers[i] = _Worker(self.ctx, self.home, self.threads, worker.gpu)
+            elif outcome is None:
+                continue  # a spurious wake-up: the worker is alive and has not answered yet
+            else:
+                worker.unit = None
             out.append((unit_id, outcome))
+        self._dispatch()
         return out
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        for worker in self.workers:
+            try:
+                if worker.unit is None:
+                    worker.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for worker in self.workers:
+            worker.process.join(timeout=5 if worker.unit is None else 0)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
 
 
 def visible_gpus() -> list[str]:

@@ -2,7 +2,8 @@
 n-th time (default: the first) it reaches ``point``.
 
 Points: ``train`` (after a training step), ``eval`` (a cell computed, before its record reaches the store),
-``store`` (inside the store's write transaction, before the commit). Unset — always, outside tests — this is one
+``store`` (inside the store's write transaction, before the commit). ``BDBENCH_CRASH_ONCE=path``: only the first process to reach the
+point dies (it creates ``path``), so one worker of several is killed once. Unset — always, outside tests — this is one
 dictionary lookup per call. A real ``kill -9`` at a random moment is what this stands in for: the tests use
 fixed points so that each interruption they claim to survive is hit every time.
 """
@@ -24,4 +25,10 @@ def crash_point(point: str) -> None:
         return
     _hits[point] = _hits.get(point, 0) + 1
     if _hits[point] == int(nth or 1):
+        once = os.environ.get("BDBENCH_CRASH_ONCE")
+        if once:  # several processes share the setting: only the first to get here dies
+            try:
+                os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
         os.kill(os.getpid(), signal.SIGKILL)

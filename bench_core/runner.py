@@ -173,7 +173,11 @@ class _Drive:
     def _finish(self, unit: Unit, outcome) -> None:
         try:
             if unit.is_cell:
-                self.r.store.put(outcome.record)
+                record = outcome.record
+                if record is None:  # its worker died or its task was lost: nothing came back but the error
+                    record = cell_record(unit.cell, self.r.suite, self.ws.device, "error",
+                                         error=outcome.error or "the unit returned no record")
+                self.r.store.put(record)
                 self.counts["computed" if outcome.ok else "failed"] += 1
             if outcome.ok:
                 self.state[unit.id] = "ok"

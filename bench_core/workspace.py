@@ -113,8 +113,30 @@ class Workspace:
                      for t in spec.targets)
 
     # --- models ---------------------------------------------------------------------------------------------
-    def _from_cache(self, key: str) -> ClipModel | None:
+    def _lineage(self, parents: tuple[str, ...]) -> dict[str, str]:
+        """The content checksums of an artifact's parents (the artifacts it is built from) as stored now."""
+        return {p: sha for p in parents if (sha := self.cache.sha256(p)) is not None}
+
+    def _hit(self, key: str, parents: tuple[str, ...] = ()) -> tuple | None:
+        """A cache entry whose recorded parents still have the content it was built from; an entry built from a
+        parent that has changed since (recomputed after damage, say) is discarded and rebuilt. Entries written
+        before lineage was recorded carry no ``parents`` and are taken as they are."""
         hit = self.cache.load(key)
+        if hit is None:
+            return None
+        recorded = hit[1].get("parents")
+        if recorded is not None:
+            now = self._lineage(parents)
+            changed = [p for p, sha in recorded.items() if now.get(p) != sha]
+            if changed:
+                self.log(f"lineage: {key[:12]} was built from {', '.join(c[:12] for c in changed)}, whose content "
+                         f"has changed since; rebuilding it")
+                self.cache.discard(key)
+                return None
+        return hit
+
+    def _from_cache(self, key: str, parents: tuple[str, ...] = ()) -> ClipModel | None:
+        hit = self._hit(key, parents)
         if hit is None:
             return None
         model = build_model(self.suite.model, self.device)
@@ -151,8 +173,22 @@ class Workspace:
                         chain)
         return self._models.get_or(key, lambda: self._model(key, seed, attack, chain))
 
+    def _parents(self, seed: int, attack: PluginSpec | None, chain: tuple[PluginSpec, ...]) -> tuple[str, ...]:
+        """The artifacts the model of (seed, attack, chain) is built from, made present in the cache first: the
+        model before the last post-train defense; else the clean model and the attack's prepared state."""
+        if chain and chain[-1].stage == "post_train":
+            self.model(seed, attack, chain[:-1])
+            return (model_key(self.suite.finetune, seed, self.clean_key,
+                              attack_state_key(attack, self.clean_key, seed), chain[:-1]),)
+        self.clean_model()
+        if attack is None:
+            return (self.clean_key,)
+        self.attack(attack, seed)
+        return self.clean_key, attack_state_key(attack, self.clean_key, seed)
+
     def _model(self, key: str, seed: int, attack: PluginSpec | None, chain: tuple[PluginSpec, ...]) -> ClipModel:
-        model = self._from_cache(key)
+        parents = self._parents(seed, attack, chain)
+        model = self._from_cache(key, parents)
         if model is not None:
             return model
         name = attack.label if attack else "none"
@@ -165,7 +201,7 @@ class Workspace:
         else:
             model, stats = self._finetune(seed, attack, chain[0] if chain else None)
         model.eval()
-        self.cache.save(key, state_dict_tensors(model.clip), {"stats": stats})
+        self.cache.save(key, state_dict_tensors(model.clip), {"stats": stats, "parents": self._lineage(parents)})
         return model
 
     def _finetune(self, seed: int, attack: PluginSpec | None,
@@ -197,13 +233,15 @@ class Workspace:
 
     def _prepare(self, key: str, spec: PluginSpec, seed: int) -> Attack:
         attack: Attack = spec.instantiate()
-        hit = self.cache.load(key)
+        reads = attack.threat_model.reads
+        clean = self.clean_model() if "clean_model" in reads else None
+        parents = (self.clean_key,) if clean is not None else ()
+        hit = self._hit(key, parents)
         if hit is None:
-            reads = attack.threat_model.reads
-            clean = self.clean_model() if "clean_model" in reads else None
             started = time.perf_counter()
             state = attack.prepare(self.context(seed, reads, clean_model=clean, targets=self.targets(spec)))
-            self.cache.save(key, state, {"seconds": time.perf_counter() - started})
+            self.cache.save(key, state, {"seconds": time.perf_counter() - started,
+                                         "parents": self._lineage(parents)})
         else:
             state = hit[0]
         attack.load_state(state)

@@ -109,3 +109,36 @@ def test_two_concurrent_runs_on_one_home_end_consistent(tmp_path, reference):
     _check_store(tmp_path, reference)
     if min(computed) > 0:  # they overlapped: the log says who waited for whom
         assert any("held by another run" in e or "finished by another run" in e for e in errs), errs
+
+
+def _run_with_a_worker_killed(home: Path, executor: str) -> subprocess.CompletedProcess:
+    """The quick suite under ``executor`` with 2 workers; the first worker to reach its sixth training step (the
+    last step of its first fine-tune: pretraining is 4 steps) is killed with SIGKILL, once."""
+    env = {**os.environ, "BDBENCH_HOME": str(home), "OMP_NUM_THREADS": "1", "BDBENCH_CRASH_AT": "train@6",
+           "BDBENCH_CRASH_ONCE": str(home / "killed-once")}
+    home.mkdir(parents=True, exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "bench_core.cli", "run", "--suite", "quick", "--executor",
+                           executor, "--jobs", "2"], env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.parametrize("executor", ["processes", "ray"])
+def test_a_dead_worker_costs_only_its_own_unit(tmp_path, reference, executor):
+    if executor == "ray":
+        pytest.importorskip("ray")
+    killed = _run_with_a_worker_killed(tmp_path, executor)
+    assert (tmp_path / "killed-once").exists(), killed.stderr[-3000:]
+    assert killed.returncode == 1, killed.stderr[-3000:]  # the run finished, with failed cells
+    records = ResultStore(tmp_path / "results.sqlite").all()
+    failed = [r for r in records if r.status == "error"]
+    ok = {r.key: r.metrics for r in records if r.status == "ok"}
+    # one fine-tune lost: its cells fail and name the cause; every other cell was computed, as uninterrupted
+    assert failed and len(failed) + len(ok) == len(reference) and len(ok) >= len(reference) // 2
+    assert all(reference[k] == v for k, v in ok.items())
+    if executor == "processes":
+        assert all("SIGKILL" in (r.error or "") for r in failed), [r.error for r in failed]
+    else:
+        assert all(r.error for r in failed)
+    rerun = _cli(tmp_path)  # the next run retries exactly the failed cells
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{len(ok)} already stored" in rerun.stderr
+    assert _metrics(tmp_path) == reference
