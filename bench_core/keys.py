@@ -45,7 +45,9 @@ def _target_ids(attack: Identified) -> tuple[str, ...]:
 
 def suite_config_hash(model, data, pretrain, finetune, evaluation) -> str:
     """Short hash of the settings every cell of a suite shares; part of every cell key."""
-    shared = {"model": model, "data": data, "pretrain": pretrain, "finetune": finetune, "evaluation": evaluation}
+    identity = getattr(data, "identity", None)  # a source whose later options, at their default, leave keys alone
+    shared = {"model": model, "data": identity() if identity else data, "pretrain": pretrain, "finetune": finetune,
+              "evaluation": evaluation}
     return content_key("suite", "shared", "1", shared)[:12]
 
 

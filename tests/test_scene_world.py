@@ -92,3 +92,31 @@ def test_scene_source_keeps_pretraining_lazy():
     assert not isinstance(pretrain.images, torch.Tensor)
     assert isinstance(data.finetune.captions, tuple) and data.finetune.attrs is not None
     assert data.classnames == scene.CLASSES and len(data.reference) == 80  # at least one per class: 1 of each class's 2
+
+
+def test_an_option_at_its_default_moves_no_key():
+    """Options added to the scene world later (``distractors``) leave the keys of worlds that do not use them
+    alone: the world's files, the clean model's key and every cell key's config hash."""
+    from bench_core.keys import clean_model_key, suite_config_hash
+    from bench_core.models import ModelSpec
+    from bench_core.training import TrainConfig
+
+    plain, explicit = SceneData(), SceneData(distractors="any")
+    binding = SceneData(distractors="binding")
+    assert "distractors" not in plain.identity() and scene.world_key(plain) == scene.world_key(explicit)
+    assert scene.world_key(binding) != scene.world_key(plain)
+    model, train = ModelSpec(), TrainConfig()
+    assert clean_model_key(model, plain, train) == clean_model_key(model, explicit, train)
+    assert clean_model_key(model, binding, train) != clean_model_key(model, plain, train)
+    assert suite_config_hash(model, plain, train, train, None) == suite_config_hash(model, explicit, train, train, None)
+    assert suite_config_hash(model, binding, train, train, None) != suite_config_hash(model, plain, train, train, None)
+
+
+def test_binding_distractors_share_the_main_objects_colour_or_shape():
+    config = SMALL.model_copy(update={"distractors": "binding"})
+    rng, prng = np.random.default_rng(0), random.Random(0)
+    for label in range(0, 80, 7):
+        attrs = scene.draw_attributes(label, config, rng, prng)
+        for shape, color, _, size in attrs["distractors"]:
+            assert (shape == attrs["shape"]) != (color == attrs["color"])
+            assert scene.BINDING_DISTRACTOR_SIZE[0] <= size <= scene.BINDING_DISTRACTOR_SIZE[1]

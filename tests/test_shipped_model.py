@@ -79,3 +79,19 @@ def test_a_manifest_for_another_key_is_ignored(tmp_path, monkeypatch, exported):
 def test_export_names_stay_inside_the_asset_folder(tmp_path, name):
     with pytest.raises(BenchError, match="not a plain file name"):
         shipped.export_shipped(Cache(), "0" * 64, name, "x", tmp_path)
+
+
+def test_the_shipped_scene_model_is_the_scene_suites_clean_model():
+    """The committed checkpoint's key is the clean-model key of the suites that use it, so a change to the world,
+    the model or the pretraining cannot silently keep an old file; its bytes match its manifest."""
+    import hashlib
+
+    found = shipped.manifests()
+    for name in ("scene",):
+        suite = load_suite(name)
+        key = clean_model_key(suite.model, suite.data, suite.pretrain)
+        assert key in found, f"no shipped model for suite {name}'s clean model {key[:12]}"
+        path, manifest = found[key]
+        blob = path.read_bytes()
+        assert len(blob) == manifest["bytes"] and hashlib.sha256(blob).hexdigest() == manifest["sha256"]
+        assert len(blob) <= 50 * 2**20

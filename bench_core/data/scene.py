@@ -42,6 +42,7 @@ LOCATIONS = world.LOCATIONS
 SIZES: dict[str, float] = {"small": 0.40, "large": 0.56}
 TEXTURES: tuple[str, ...] = ("plain", "noisy", "striped", "dotted", "gradient", "checkered")
 DISTRACTOR_SIZE = (0.16, 0.26)  # diameter as a fraction of the side: always smaller than the main object
+BINDING_DISTRACTOR_SIZE = (0.30, 0.38)  # "binding" distractors: nearly the main object's size (0.40-0.56)
 
 CAPTION_TEMPLATES: tuple[str, ...] = (
     "a {size} {color} {shape} in the {location}",
@@ -86,6 +87,20 @@ class SceneConfig(BaseModel):
     occluder_rate: float = Field(0.5, ge=0, le=1)  # share of images with a bar across the main object
     color_jitter: int = Field(40, ge=0, le=100)  # per-channel RGB jitter of every object's colour
     seed: int = 0
+    # "binding": every distractor shares the main object's colour or its shape, and distractors are nearly as
+    # large as it (0.30-0.38 of the side), so only binding colour to shape names the class (a known weakness
+    # of CLIP); "any" (default): distractors of any colour and shape, smaller (0.16-0.26)
+    distractors: Literal["any", "binding"] = "any"
+
+    def identity(self, fields: set[str] | None = None) -> dict:
+        """The config as hashed into keys: options at their default value are left out, so adding an option
+        never moves the key (or the files) of a world that does not use it."""
+        dumped = self.model_dump(include=fields)
+        return {k: v for k, v in dumped.items() if k not in _OPTIONAL or v != _OPTIONAL[k]}
+
+
+_OPTIONAL = {"distractors": "any"}
+"""Options added after the first shipped world, with the value that keeps that world's keys."""
 
 
 def split_size(config: SceneConfig, split: Split) -> int:
@@ -151,12 +166,25 @@ def draw_attributes(label: int, config: SceneConfig, rng: np.random.Generator, p
     distractors and occlusion."""
     shape, color = SHAPES[label // len(COLORS)], list(COLORS)[label % len(COLORS)]
     n_distractors = int(rng.integers(1, config.max_distractors + 1)) if config.max_distractors else 0
-    distractors = [(prng.choice(SHAPES), prng.choice(list(COLORS)),
-                    (float(rng.uniform(0.12, 0.88)), float(rng.uniform(0.12, 0.88))),
-                    float(rng.uniform(*DISTRACTOR_SIZE))) for _ in range(n_distractors)]
+    if config.distractors == "binding":
+        distractors = [_binding_distractor(shape, color, rng, prng) for _ in range(n_distractors)]
+    else:
+        distractors = [(prng.choice(SHAPES), prng.choice(list(COLORS)),
+                        (float(rng.uniform(0.12, 0.88)), float(rng.uniform(0.12, 0.88))),
+                        float(rng.uniform(*DISTRACTOR_SIZE))) for _ in range(n_distractors)]
     return {"shape": shape, "color": color, "location": prng.choice(list(LOCATIONS)),
             "size": prng.choice(list(SIZES)), "texture": prng.choice(TEXTURES),
             "distractors": distractors, "occluded": bool(rng.random() < config.occluder_rate)}
+
+
+def _binding_distractor(shape: str, color: str, rng: np.random.Generator, prng: random.Random) -> tuple:
+    """A distractor with the main object's colour and another shape, or its shape and another colour."""
+    if prng.random() < 0.5:
+        d_shape, d_color = prng.choice([s for s in SHAPES if s != shape]), color
+    else:
+        d_shape, d_color = shape, prng.choice([c for c in COLORS if c != color])
+    return (d_shape, d_color, (float(rng.uniform(0.15, 0.85)), float(rng.uniform(0.15, 0.85))),
+            float(rng.uniform(*BINDING_DISTRACTOR_SIZE)))
 
 
 def caption_for(attrs: dict, rng: random.Random, templates: Sequence[str] = CAPTION_TEMPLATES) -> str:
@@ -212,13 +240,14 @@ def world_key(config: SceneConfig) -> str:
     """Content key of the whole world (every split): its config and the generator's version."""
     from bench_core.cache import content_key
 
-    return content_key("world", "scene", GENERATOR_VERSION, config)
+    return content_key("world", "scene", GENERATOR_VERSION, config.identity())
 
 
 def pretraining_identity(config: SceneConfig) -> dict:
     """The fields the pretraining split's bytes depend on, with the generator's version."""
     return {"kind": "scene", "generator": GENERATOR_VERSION, "n_pretrain": config.n_pretrain,
-            **config.model_dump(include={"image_size", "max_distractors", "occluder_rate", "color_jitter", "seed"})}
+            **config.identity({"image_size", "max_distractors", "occluder_rate", "color_jitter", "seed",
+                               *_OPTIONAL})}
 
 
 def worlds_root() -> Path:
