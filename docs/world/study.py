@@ -139,6 +139,27 @@ def stage_b(points: list[Point]) -> list[str]:
     return lines
 
 
+CALIBRATION_LRS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
+MAX_REFERENCE_DROP = 2.0  # points of ref_cacc CleanCLIP may cost on the clean fine-tuned model (docs/world.md §4)
+
+
+def calibration(cal_path: Path, store: ResultStore, registry) -> tuple[list[tuple[float, float | None]], float | None,
+                                                                        float | None]:
+    """CleanCLIP's calibration rule on one point: ((lr, ref_cacc) per candidate, the unrepaired ref_cacc, the
+    chosen lr — the largest whose ref_cacc is within MAX_REFERENCE_DROP points of the unrepaired model's)."""
+    point = Point(cal_path, store, registry)
+    # the unrepaired model: the clean fine-tuned model's cell of the stage-A suite (same shared settings)
+    base = Point(cal_path.with_name(cal_path.name.replace(".cal", "")), store, registry).metric("ref_cacc")
+    rows = []
+    for (attack, pipeline, _, _), rec in point.records.items():
+        if attack == "none" and pipeline and rec is not None and rec.status == "ok":
+            lr = rec.spec["defenses"][0]["config"]["lr"] if rec.spec.get("defenses") else None
+            rows.append((lr, rec.metrics.get("ref_cacc")))
+    rows.sort(key=lambda r: r[0] or 0)
+    ok = [lr for lr, ref in rows if base is not None and ref is not None and 100 * (base - ref) <= MAX_REFERENCE_DROP]
+    return rows, base, (max(ok) if ok else None)
+
+
 def main(paths: list[str]) -> None:
     files = [Path(p) for p in paths] or sorted((HERE / "suites").glob("*.yaml"))
     store, registry = ResultStore(), default_registry()
@@ -156,4 +177,10 @@ def main(paths: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["--calibrate"]:  # print the calibrated CleanCLIP lr of one point's .cal.yaml
+        rows, base, chosen = calibration(Path(sys.argv[2]), ResultStore(), default_registry())
+        print(f"# unrepaired ref_cacc {pct(base)}; " + ", ".join(f"lr {lr:g}: {pct(r)}" for lr, r in rows),
+              file=sys.stderr)
+        print("" if chosen is None else f"{chosen:g}")
+    else:
+        main(sys.argv[1:])
