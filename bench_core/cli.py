@@ -78,6 +78,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bench_core.runner import Runner
     from bench_core.suite import load_suite
 
+    _warn_jobs(args)
+    if args.leaderboard:
+        _output_folder(args.leaderboard)
     suite = load_suite(args.suite)
     runner = Runner(suite, executor=args.executor, jobs=args.jobs, address=args.address)
     started = time.perf_counter()
@@ -124,6 +127,23 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_jobs(args: argparse.Namespace) -> None:
+    """--jobs that the executor ignores, or more local workers than cores: a warning, not silence."""
+    if args.jobs is None:
+        return
+    if args.jobs < 1:
+        return  # refused by the runner, with the allowed range
+    if args.executor == "serial":
+        print(f"bdbench: warning: --jobs {args.jobs} is ignored by the serial executor (one unit at a time in this "
+              f"process); use --executor processes or ray", file=sys.stderr)
+        return
+    from bench_core.executors import cpu_count
+
+    if args.executor == "processes" and args.jobs > cpu_count():
+        print(f"bdbench: warning: --jobs {args.jobs} is more workers than this machine's {cpu_count()} cores: they "
+              f"will slow each other down", file=sys.stderr)
+
+
 def _cmd_results(args: argparse.Namespace) -> int:
     from bench_core.store import ResultStore, strict_dumps
     from bench_core.validate import check_home
@@ -156,9 +176,10 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench_core.leaderboard import write_leaderboard
     from bench_core.suite import load_suite
 
+    formats, out = _formats(args.format), _output_folder(args.out)
     suite = load_suite(args.suite)
     pages = set(args.pages.split(",")) if args.pages else None
-    written = write_leaderboard(suite, args.out, pages=pages, formats=_formats(args.format))
+    written = write_leaderboard(suite, out, pages=pages, formats=formats)
     for path in written:
         print(path)
     return 0
@@ -168,7 +189,18 @@ def _formats(text: str) -> list[str]:
     """``markdown,html`` -> the formats; ``all`` -> every format."""
     from bench_core.leaderboard import FORMATS
 
-    return list(FORMATS) if text == "all" else [f.strip() for f in text.split(",") if f.strip()]
+    formats = list(FORMATS) if text == "all" else [f.strip() for f in text.split(",") if f.strip()]
+    if not formats:
+        raise BenchError(f"--format {text!r} names no format; allowed: {', '.join(FORMATS)} (comma-separated) or all")
+    return formats
+
+
+def _output_folder(out: str) -> str:
+    from pathlib import Path
+
+    if Path(out).exists() and not Path(out).is_dir():
+        raise BenchError(f"--out {out!r} is a file; allowed: a folder (created when missing)")
+    return out
 
 
 def _cmd_stress(args: argparse.Namespace) -> int:
@@ -179,14 +211,25 @@ def _cmd_stress(args: argparse.Namespace) -> int:
     from bench_core.suite import load_suite
 
     kind, name = ("defense", args.defense) if args.defense else ("detector", args.detector)
-    config = json.loads(args.config) if args.config else None
+    config = None
+    if args.config is not None:
+        try:
+            config = json.loads(args.config)
+        except json.JSONDecodeError as exc:
+            raise BenchError(f"--config {args.config!r} is not JSON ({exc.msg} at position {exc.pos}); allowed: a "
+                             f"JSON object of the plugin's settings, e.g. '{{\"patch_size\": 4}}'") from None
+        if not isinstance(config, dict):
+            raise BenchError(f"--config {args.config!r} is a JSON {type(config).__name__}; allowed: a JSON object "
+                             f"of the plugin's settings, e.g. '{{\"patch_size\": 4}}'")
+    _warn_jobs(args)
+    out = _output_folder(args.out) if args.out else None
     registry = default_registry()
     suite = stress_suite(load_suite(args.suite), registry, kind, name, config)
     print(f"stress-testing {kind} {name} with {', '.join(applicable_attacks(registry, kind, name))} on "
           f"{args.suite}'s settings, seeds {suite.seeds}", file=sys.stderr)
     runner = Runner(suite, executor=args.executor, jobs=args.jobs, address=args.address)
     counts = runner.run()
-    out = args.out or f"leaderboards/stress/{name}"
+    out = out or f"leaderboards/stress/{name}"
     for path in write_leaderboard(suite, out, store=runner.store, plan=runner.plan, pages={"adaptive"}, focus=name):
         print(path)
     return 1 if counts["failed"] else 0

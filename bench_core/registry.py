@@ -152,6 +152,10 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
     for dist in importlib.metadata.distributions():
         if any(ep.group == hookspecs.PROJECT for ep in dist.entry_points):
             available[_normalise(dist.metadata["name"])] = dist.metadata["name"]
+    if allowed is not None and not allowed:
+        raise RegistryError(f"{ALLOWLIST_ENV} is set but names no distribution, so it would load no plugin; unset "
+                            f"it to load every installed plugin, or list some: "
+                            f"{', '.join(sorted(available.values())) or 'none installed'}")
     if allowed is not None:
         unknown = sorted(allowed - set(available))
         if unknown:

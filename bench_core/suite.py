@@ -242,6 +242,17 @@ class Suite(BaseModel):
                 raise ValueError(f"{entry.name}: target names an attack's target class; only attacks take it")
             if entry.targets is not None:
                 raise ValueError(f"{entry.name}: targets names what an adaptive attack knows; only attacks take it")
+        for stage, train in (("pretrain", self.pretrain), ("finetune", self.finetune)):
+            if train is not None and train.epochs == 0:
+                raise ValueError(f"{stage}.epochs is 0: nothing would be trained and every cell would score an "
+                                 f"untrained model; allowed: 1 or more")
+        if not self.pipelines:
+            raise ValueError("pipelines is empty: the board would have no defense table and no clean row; list [] "
+                             "for the no-defense row, then any defense pipelines")
+        for attack in self.attacks:
+            if attack.target is not None and "target_class" in attack.config:
+                raise ValueError(f"attack {attack.name}: both target: {attack.target!r} and config.target_class: "
+                                 f"{attack.config['target_class']!r} are set; set one of them")
         names = self.attack_labels()
         if NO_ATTACK in names:
             raise ValueError("'none' is implicit (the clean model is always evaluated); remove it from attacks")

@@ -218,3 +218,58 @@ def test_bad_jobs_and_executor(capsys):
     assert main(["run", "--suite", "quick", "--executor", "processes", "--jobs", "0"]) == 2
     assert "--jobs 0 is not a worker count" in capsys.readouterr().err
     _nothing_stored()
+
+
+# --- bad input that used to fail late, silently or with a traceback (issue [10]) --------------------------------
+
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+def test_zero_training_epochs_is_refused(tmp_path, capsys, stage):
+    _fails(capsys, _suite(tmp_path, **{stage: {**QUICK[stage], "epochs": 0}}), f"{stage}.epochs is 0",
+           "allowed: 1 or more")
+
+
+def test_an_empty_pipeline_list_is_refused(tmp_path, capsys):
+    _fails(capsys, _suite(tmp_path, pipelines=[]), "pipelines is empty", "list []")
+
+
+def test_target_and_config_target_class_together_are_refused(tmp_path, capsys):
+    attacks = [{"name": "badnet", "target": "circle", "config": {"patch_size": 4, "target_class": 3}}]
+    _fails(capsys, _suite(tmp_path, attacks=attacks), "both target: 'circle' and config.target_class: 3")
+
+
+@pytest.mark.parametrize("config, expected", [("[1, 2]", "is a JSON list"), ("{oops", "is not JSON"),
+                                              ("4", "is a JSON int")])
+def test_stress_config_must_be_a_json_object(capsys, config, expected):
+    code = main(["stress", "--defense", "decomp_rep", "--suite", "quick", "--config", config])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and "allowed: a JSON object" in err and err.count("\n") == 1, err
+    _nothing_stored()
+
+
+def test_leaderboard_out_naming_a_file_and_an_empty_format_are_refused(tmp_path, capsys):
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    for argv, expected in ((["--out", str(file)], "is a file"), (["--out", str(tmp_path / "b"), "--format", ""],
+                                                                   "names no format")):
+        code = main(["leaderboard", "--suite", "quick", *argv])
+        err = capsys.readouterr().err
+        assert code == 2 and expected in err and err.count("\n") == 1, err
+    assert file.read_text() == "x" and not (tmp_path / "b").exists()
+
+
+def test_an_empty_plugin_allowlist_is_refused(tmp_path):
+    env = {**os.environ, "BDBENCH_HOME": str(tmp_path), "BDBENCH_PLUGINS": " , "}
+    out = subprocess.run([sys.executable, "-m", "bench_core.cli", "plan", "--suite", "quick"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "BDBENCH_PLUGINS is set but names no distribution" in out.stderr, out.stderr
+
+
+def test_jobs_with_the_serial_executor_or_beyond_the_cores_warns(tmp_path, monkeypatch):
+    env = {**os.environ, "BDBENCH_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    bad = _suite(tmp_path, pipelines=[])  # refused after the warning: nothing runs
+    out = subprocess.run([sys.executable, "-m", "bench_core.cli", "run", "--suite", bad, "--jobs", "3"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert "warning: --jobs 3 is ignored by the serial executor" in out.stderr and out.returncode == 2
+    out = subprocess.run([sys.executable, "-m", "bench_core.cli", "run", "--suite", bad, "--executor", "processes",
+                          "--jobs", "999"], env=env, capture_output=True, text=True, timeout=300)
+    assert "more workers than this machine's" in out.stderr and out.returncode == 2
