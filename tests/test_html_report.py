@@ -129,7 +129,7 @@ def test_a_hostile_board_keeps_its_tabs_and_runs_no_script_of_its_data(tmp_path,
     for name in ("defenses", "detectors", "runs"):
         browser.find_element(By.CSS_SELECTOR, f'.tab[data-page="{name}"]').click()
         assert browser.find_element(By.ID, f"page-{name}").is_displayed()
-    assert "[c](javascript:window.pwned=1)" in browser.find_element(By.ID, "page-defenses").text
+    assert "[c](javascript:window.pwned=1)" in browser.find_element(By.ID, "page-defenses").get_attribute("textContent")
     assert browser.execute_script("return window.pwned === undefined")
     assert not browser.find_elements(By.CSS_SELECTOR, 'a[href^="javascript"], img[src^="file"]')
     errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]

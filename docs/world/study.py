@@ -66,14 +66,23 @@ class Point:
         return 100 * (base_asr - asr), 100 * (base_cacc - cacc)
 
     def effects(self, cleanclip: tuple[str, ...]) -> dict[str, bool | None]:
+        """E1-E8 of the selection rule; None (n/a) where the effect cannot be observed: a defense or detector
+        effect on an attack with under 50% ASR without a defense (no backdoor to remove or detect), an ablation
+        effect under 10% (no backdoor to locate)."""
+        def backdoored(attack, floor=0.5):
+            asr = self.metric("asr", attack)
+            return asr is not None and asr >= floor
+
         def removes(attack, pipeline, max_cost):
             asr_fall, cacc_fall = self.drop(attack, pipeline)
-            return None if asr_fall is None else (asr_fall >= 50 and cacc_fall <= max_cost)
+            if asr_fall is None or not backdoored(attack):
+                return None
+            return asr_fall >= 50 and cacc_fall <= max_cost
 
         def ablation(attack, which):
             none = self.metric("asr_none", attack, probe="mean_ablation")
             ablated = self.metric(f"asr_{which}", attack, probe="mean_ablation")
-            return None if none is None or ablated is None else ablated <= 0.5 * none
+            return None if none is None or ablated is None or none < 0.1 else ablated <= 0.5 * none
 
         badclip = self.metric("asr", "badclip", cleanclip)
         oracle_asr = self.metric("asr", "badnet", ("pdb.oracle_reserve",))
@@ -82,11 +91,12 @@ class Point:
         strip_g = self.metric("auroc", "blended", detector="strip")
         return {
             "E1": removes("badnet", cleanclip, 5), "E2": removes("blended", cleanclip, 5),
-            "E3": None if badclip is None else badclip >= 0.5,
+            "E3": None if badclip is None or not backdoored("badclip") else badclip >= 0.5,
             "E4": removes("badnet", ("decomp_rep",), 3),
             "E5": ablation("badnet", "heads"), "E6": ablation("blended", "mlps"),
-            "E7": None if oracle_asr is None else (oracle_asr < 0.1 and oracle_fall <= 5),
-            "E8": None if strip_b is None or strip_g is None else (strip_b >= 0.8 and strip_g <= 0.6),
+            "E7": None if oracle_asr is None or not backdoored("badnet") else (oracle_asr < 0.1 and oracle_fall <= 5),
+            "E8": None if strip_b is None or strip_g is None or not (backdoored("badnet") and backdoored("blended"))
+            else (strip_b >= 0.8 and strip_g <= 0.6),
         }
 
 
@@ -134,8 +144,10 @@ def stage_b(points: list[Point]) -> list[str]:
                 ablate]) + " |")
         effects = p.effects(cc)
         score = sum(bool(v) for v in effects.values())
-        lines += ["", "Effects: " + ", ".join(f"{k} {DASH if v is None else ('yes' if v else 'no')}"
-                                               for k, v in effects.items()) + f" — **{score} of 8**"]
+        observable = sum(v is not None for v in effects.values())
+        lines += ["", "Effects: " + ", ".join(f"{k} {'n/a' if v is None else ('yes' if v else 'no')}"
+                                               for k, v in effects.items())
+                  + f" — **{score} reproduced** of {observable} observable (n/a: no backdoor to act on)"]
     return lines
 
 
