@@ -75,5 +75,5 @@ clean-venv:
 # bench_core/assets/clean when shipped), then stage A's twelve fine-tune regimes, then the study's tables.
 world-study: $(STAMP)
 	$(BIN)/bdbench pretrain --suite scene
-	for s in docs/world/suites/a*.yaml; do $(BIN)/bdbench run --suite $$s || exit 1; done
-	$(BIN)/python docs/world/study.py > docs/world/results.md
+	for s in docs/world/suites/a[0-9][0-9].yaml; do $(BIN)/bdbench run --suite $$s || exit 1; done
+	$(BIN)/python docs/world/study.py docs/world/suites/a[0-9][0-9].yaml docs/world/suites/d-any.yaml docs/world/suites/a07.b.yaml docs/world/suites/a12.b.yaml > docs/world/results.md

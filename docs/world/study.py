@@ -186,6 +186,15 @@ def main(paths: list[str]) -> None:
     for p in points:
         stored = sum(r is not None for _, r in p.keys)
         print(f"- `{p.path.name}` ({p.suite.config_hash()}): {stored} of {len(p.keys)} cells stored")
+    print("\n## Cell keys\n\n| suite | cell | key |\n|---|---|---|")
+    seen: set[str] = set()
+    for p in points:
+        for cell, rec in p.keys:
+            if rec is None or cell.key in seen:
+                continue
+            seen.add(cell.key)
+            what = " · ".join(x for x in (cell.attack, " → ".join(cell.pipeline), cell.detector, cell.probe) if x)
+            print(f"| {p.suite.name} | {what} | `{cell.key}` |")
 
 
 if __name__ == "__main__":
