@@ -105,8 +105,9 @@ def test_several_configurations_of_one_plugin_get_their_own_labelled_rows_and_co
     assert poisoned == {"badnet": 5.0, "badnet[poison_rate=0.2]": 20.0}
     write_leaderboard(suite, tmp_path / "lb")
     text = (tmp_path / "lb" / "defenses.md").read_text()
-    assert "| badnet ASR / CACC" in text and "| badnet[poison_rate=0.2] ASR / CACC" in text
-    for row in ("| pdb[patch_size=2]", "| pdb[patch_size=3]", "| pdb (4 px)"):
+    # labels are text: markdown escapes their brackets, so they render as written and never as a link
+    assert "| badnet ASR / CACC" in text and "| badnet\\[poison_rate=0.2\\] ASR / CACC" in text
+    for row in ("| pdb\\[patch_size=2\\]", "| pdb\\[patch_size=3\\]", "| pdb (4 px)"):
         line = next(l for l in text.splitlines() if l.startswith(row))
         assert "—" not in line and "error" not in line, line
 
