@@ -174,3 +174,30 @@ def test_the_header_states_the_thread_counts_of_the_stored_cells_and_flags_a_mix
     assert mixed.startswith("1 (1 cells), 2 (2 cells), unrecorded (1 cells) — mixed")
     assert "resources.torch_threads" in mixed
     assert Board.threads_note(SimpleNamespace(records={})) == "none stored"
+
+
+def test_a_bumped_attack_version_shows_in_the_page_header_and_the_provenance(tmp_path, monkeypatch):
+    """Every plugin a cell ran — the attack it faces included — is in its record's versions, so a version bump
+    of the attack reaches the header of every page and the provenance of its numbers."""
+    import json
+    import re
+
+    from bdbench_attacks.badnet import BadNet
+
+    from bench_core.leaderboard import write_leaderboard
+    from bench_core.runner import Runner
+    from bench_core.suite import load_suite
+
+    monkeypatch.setattr(BadNet, "version", "9.9.9")
+    suite = load_suite("quick")
+    runner = Runner(suite, log=lambda m: None)
+    assert runner.run()["failed"] == 0
+    records = [r for r in runner.store.all() if r.attack == "badnet"]
+    assert records and all(r.versions.get("badnet") == "9.9.9" for r in records)
+    out = tmp_path / "board"
+    write_leaderboard(suite, out, store=runner.store, plan=runner.plan, formats=["markdown", "html"])
+    for page in ("defenses.md", "detectors.md", "probes.md"):
+        assert "badnet 9.9.9" in (out / page).read_text(), page
+    html = (out / "index.html").read_text()
+    provenance = json.loads(re.search(r'id="provenance">(.*?)</script>', html, re.S).group(1))
+    assert any(p.get("versions", {}).get("badnet") == "9.9.9" for p in provenance.values())

@@ -21,10 +21,12 @@ class CellResult:
     versions: dict[str, str] = field(default_factory=dict)
 
 
-def versions(specs: Iterable[PluginSpec]) -> dict[str, str]:
-    """bench_core's version and each plugin's, by name."""
+def versions(specs: Iterable[PluginSpec], attack: PluginSpec | None = None) -> dict[str, str]:
+    """bench_core's version and that of every plugin the cell ran: its defenses, detector or probe, the attack
+    it faces and, for an adaptive attack, the plugins it targets."""
     out = {"bench_core": CORE_VERSION}
-    out.update({s.name: s.version for s in specs})
+    every = [*specs, *([attack, *getattr(attack, "targets", ())] if attack is not None else [])]
+    out.update({s.name: s.version for s in every})
     return out
 
 

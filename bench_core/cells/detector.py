@@ -26,4 +26,4 @@ def compute(cell: Cell, ws) -> CellResult:
             "forward_passes_per_image": float(detector.forward_passes_per_image())}
     payload = {"threat_model": spec.threat_model, "oracle": spec.oracle,
                "n_clean": len(clean_idx), "n_triggered": len(trig_idx)}
-    return CellResult(metrics, cost, payload, versions([spec]))
+    return CellResult(metrics, cost, payload, versions([spec], cell.attack_spec))

@@ -43,7 +43,7 @@ def compute(cell: Cell, ws) -> CellResult:
             passes *= d.instantiate().forward_passes_per_image()
     cost = {"seconds": seconds, "ms_per_image": 1000 * seconds / max(1, len(ev.images)),
             "forward_passes_per_image": passes}
-    return CellResult(metrics, cost, payload, versions(pipeline))
+    return CellResult(metrics, cost, payload, versions(pipeline, attack))
 
 
 def attack_metrics(ws, attack: PluginSpec, seed: int) -> dict[str, float]:

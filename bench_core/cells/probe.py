@@ -24,4 +24,4 @@ def compute(cell: Cell, ws) -> CellResult:
     cost = {"seconds": time.perf_counter() - started}
     payload = result.model_dump(mode="json")
     payload["locality"] = attack.locality
-    return CellResult(dict(result.summary), cost, payload, versions([spec, *pipeline]))
+    return CellResult(dict(result.summary), cost, payload, versions([spec, *pipeline], cell.attack_spec))
