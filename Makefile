@@ -76,4 +76,4 @@ clean-venv:
 world-study: $(STAMP)
 	$(BIN)/bdbench pretrain --suite scene
 	for s in docs/world/suites/a[0-9][0-9].yaml; do $(BIN)/bdbench run --suite $$s || exit 1; done
-	$(BIN)/python docs/world/study.py docs/world/suites/a[0-9][0-9].yaml docs/world/suites/d-any.yaml docs/world/suites/a07.b.yaml docs/world/suites/a12.b.yaml > docs/world/results.md
+	$(BIN)/python docs/world/study.py docs/world/suites/a[0-9][0-9].yaml docs/world/suites/d-any.yaml docs/world/suites/d-binding.yaml docs/world/suites/a07.b.yaml docs/world/suites/a12.b.yaml > docs/world/results.md
