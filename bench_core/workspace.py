@@ -234,10 +234,11 @@ class Workspace:
     def _prepare(self, key: str, spec: PluginSpec, seed: int) -> Attack:
         attack: Attack = spec.instantiate()
         reads = attack.threat_model.reads
-        clean = self.clean_model() if "clean_model" in reads else None
-        parents = (self.clean_key,) if clean is not None else ()
+        # the clean model is a parent when the attack reads it; it is loaded only to prepare, not to check
+        parents = (self.clean_key,) if "clean_model" in reads and self.suite.pretrain is not None else ()
         hit = self._hit(key, parents)
         if hit is None:
+            clean = self.clean_model() if "clean_model" in reads else None
             started = time.perf_counter()
             state = attack.prepare(self.context(seed, reads, clean_model=clean, targets=self.targets(spec)))
             self.cache.save(key, state, {"seconds": time.perf_counter() - started,
